@@ -1,0 +1,58 @@
+"""``python -m lab up|down|status|exec|build`` (see lab/core.py)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from spire_migration.errors import MigrationError
+
+from . import core
+from .layout import DEFAULT_ROOT
+from .spire_build import ensure_spire
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description="The swtpm lab: a real Phase 3 SPIRE node.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up", help="provision the lab; prints the target file path last")
+    p_up.add_argument("--agents", type=int, default=1, help="number of agent nodes (each with its own swtpm)")
+    p_down = sub.add_parser("down", help="stop every lab process by pid")
+    p_down.add_argument("--purge", action="store_true", help="also remove the lab root")
+    sub.add_parser("status", help="what runs")
+    p_exec = sub.add_parser("exec", help="run CMD in the lab's environment")
+    p_exec.add_argument("--node", default=None)
+    p_exec.add_argument("command", nargs=argparse.REMAINDER)
+    sub.add_parser("build", help="find or build the pinned SPIRE binaries; prints their directory")
+    for p in (p_up, p_down, sub.choices["status"], p_exec):
+        p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=f"lab root (default {DEFAULT_ROOT})")
+    args = parser.parse_args(argv)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    try:
+        if args.cmd == "up":
+            print(core.up(args.root, agents=args.agents, log=log), flush=True)
+        elif args.cmd == "down":
+            core.down(args.root, purge=args.purge, log=log)
+        elif args.cmd == "status":
+            print("\n".join(core.status(args.root)))
+        elif args.cmd == "build":
+            print(ensure_spire(log))
+        elif args.cmd == "exec":
+            cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
+            if not cmd:
+                parser.error("exec needs a command: python -m lab exec -- CMD ...")
+            env = core.exec_env(args.root, args.node)
+            os.execvpe(cmd[0], cmd, env)
+    except MigrationError as exc:
+        print(f"lab {args.cmd}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""Bring the swtpm lab up and down: a real Phase 3 node on one machine.
+
+``up`` provisions, under one root: swtpm with an EK certificate from a CA
+private to the lab, a DevID key and certificate in that TPM (what a hardware
+installer would have provisioned for Phase 4), a Docker engine on its own
+socket, the workload image, and the Phase 3 state exactly as the guide has it
+(join_token attestor, the agent started with a join token, the workload entry
+under that agent, the workload running and logging VERIFIED). It writes the
+target description the suite takes with ``--target``.
+
+``down`` stops every process the lab started, by pid, and leaves nothing
+mounted. The files stay for inspection (``--purge`` removes them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Callable
+
+from spire_migration import process, services
+from spire_migration.errors import LabError
+from spire_migration.journal import write_atomic
+from spire_migration.runtimes import get_runtime
+from spire_migration.target import Target
+
+from . import configs, docker_engine, swtpm
+from .devid import provision_devid
+from .layout import Layout, Node
+from .spire_build import SPIRE_VERSION, ensure_spire
+
+TRUST_DOMAIN = "example.org"
+#: The node alias the guide's `token generate -spiffeID` creates.
+AGENT_ALIAS = f"spiffe://{TRUST_DOMAIN}/agent"
+
+Log = Callable[[str], None]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_state(lay: Layout) -> dict:
+    try:
+        return json.loads(lay.state.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def save_state(lay: Layout, state: dict) -> None:
+    write_atomic(lay.state, json.dumps(state, indent=2) + "\n", mode=0o644)
+
+
+def target_for(lay: Layout, node: str | None = None) -> Target:
+    """The target description of one lab node (the first by default)."""
+    state = load_state(lay)
+    if not state:
+        raise LabError(f"no lab at {lay.root}", expected=f"{lay.state}",
+                       found="no such file", remedy="python -m lab up")
+    name = node or state["nodes"][0]
+    path = lay.root / f"target-{name}.toml"
+    return Target.load(path if path.exists() else lay.target)
+
+
+def _target_toml(lay: Layout, node: Node, state: dict) -> str:
+    td = state["trust_domain"]
+    return f'''# Target description of the swtpm lab node {node.name} (written by `python -m lab up`).
+trust_domain = "{td}"
+node = "{node.name}"
+bin_dir = "{state['bin_dir']}"
+
+[server]
+config = "{lay.server_conf}"
+socket = "{lay.server_socket}"
+data_dir = "{lay.server_data}"
+log = "{lay.server_log}"
+pid_file = "{lay.server_pid}"
+bind_port = {state['server_port']}
+
+[agent]
+config = "{node.agent_conf}"
+socket = "{node.agent_socket}"
+data_dir = "{node.agent_data}"
+log = "{node.agent_log}"
+pid_file = "{node.agent_pid}"
+user = "root"
+
+[tpm]
+device = "{node.swtpm_sock}"
+
+[attestor]
+profile = "tpm_devid"
+devid_cert = "{node.devid_dir / 'devid.crt.pem'}"
+devid_priv = "{node.devid_dir / 'devid.priv'}"
+devid_pub = "{node.devid_dir / 'devid.pub'}"
+devid_ca = "{lay.devid_ca_bundle}"
+endorsement_ca = "{lay.endorsement_ca_bundle}"
+
+[workload]
+runtime = "docker"
+docker_host = "{lay.docker_host}"
+server_container = "{node.name}-mtls-server"
+client_container = "{node.name}-mtls-client"
+app_port = {state['app_ports'][node.name]}
+ro_mounts = {json.dumps(docker_engine.python_mounts())}
+
+[journal]
+dir = "{lay.journal_dir}"
+
+[thresholds]
+svid_fetch_ms = 1000.0
+start_timeout_s = 60.0
+'''
+
+
+def up(root: Path, agents: int = 1, log: Log = print) -> Path:
+    """Provision the lab and the Phase 3 state; returns the target file path."""
+    lay = Layout(Path(root).resolve())
+    if load_state(lay).get("up"):
+        status_lines = status(lay.root)
+        if all("running" in line for line in status_lines if not line.startswith("lab")):
+            log(f"lab at {lay.root} is already up")
+            return lay.target
+        raise LabError(f"a lab at {lay.root} is half up", expected="all parts running or none",
+                       found="; ".join(status_lines), remedy=f"python -m lab down --root {lay.root}")
+    t0 = time.monotonic()
+    lay.root.mkdir(parents=True, exist_ok=True)
+    os.chmod(lay.root, 0o755)
+    bin_dir = ensure_spire(log)
+    names = [f"node-{i}" for i in range(1, agents + 1)]
+    state = {"up": True, "trust_domain": TRUST_DOMAIN, "bin_dir": str(bin_dir),
+             "spire_version": SPIRE_VERSION, "server_port": _free_port(), "nodes": names,
+             "app_ports": {n: _free_port() for n in names}}
+    save_state(lay, state)
+
+    # TPMs and DevIDs: what the hardware installer would have provisioned.
+    for name in names:
+        node = lay.node(name)
+        swtpm.provision(node.tpm_dir, lay.ek_ca_dir)
+        swtpm.start(node.tpm_dir)
+        files = provision_devid(node.swtpm_sock, node.devid_dir, lay.devid_ca_dir, f"{name}.{TRUST_DOMAIN}")
+        lay.devid_ca_bundle.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(files.ca_cert, lay.devid_ca_bundle)
+        shutil.copyfile(swtpm.endorsement_ca_path(lay.ek_ca_dir), lay.endorsement_ca_bundle)
+    log(f"swtpm + EK cert + DevID ready for {', '.join(names)} ({time.monotonic() - t0:.1f} s)")
+
+    docker_host = docker_engine.start(lay.docker_dir)
+    docker_engine.build_workload_image(docker_host)
+    log(f"dockerd and workload image ready ({time.monotonic() - t0:.1f} s)")
+
+    # Phase 3, as the guide has it.
+    lay.server_conf.parent.mkdir(parents=True, exist_ok=True)
+    lay.server_data.mkdir(parents=True, exist_ok=True)
+    write_atomic(lay.server_conf, configs.server_conf(lay, TRUST_DOMAIN, state["server_port"]), mode=0o644)
+    for name in names:
+        node = lay.node(name)
+        node.agent_data.mkdir(parents=True, exist_ok=True)
+        write_atomic(node.agent_conf, configs.agent_conf(lay, node, TRUST_DOMAIN, state["server_port"],
+                                                         docker_host), mode=0o644)
+        write_atomic(lay.root / f"target-{name}.toml", _target_toml(lay, node, state), mode=0o644)
+    shutil.copyfile(lay.root / f"target-{names[0]}.toml", lay.target)
+
+    first = Target.load(lay.target)
+    services.start_server(first)
+    write_atomic(lay.bootstrap_bundle, services.server_cli(first).bundle_pem(), mode=0o644)
+    log(f"spire-server healthy ({time.monotonic() - t0:.1f} s)")
+    for name in names:
+        start_phase3_agent(target_for(lay, name), log)
+    log(f"lab up in {time.monotonic() - t0:.1f} s")
+    return lay.target
+
+
+def start_phase3_agent(t: Target, log: Log = print) -> str:
+    """Generate a join token, start the agent with it, register the workload, deploy it."""
+    server = services.server_cli(t)
+    token = server.token_generate(spiffe_id=AGENT_ALIAS)
+    info = services.start_agent(t, join_token=token)
+    agent_id = services.wait_agent_ready(t, info)
+    entry = {"spiffe_id": t.workload.spiffe_id, "parent_id": agent_id,
+             "selectors": [dict(zip(("type", "value"), s.split(":", 1))) for s in t.workload.selectors]}
+    result = server.create_entries([entry])
+    if result.failed:
+        raise LabError("could not register the workload", expected="entry created",
+                       found=str(result.failed))
+    runtime = get_runtime(t)
+    runtime.deploy(3, None, timeout=t.thresholds.start_timeout_s)
+    for inst in runtime.instances():
+        if "client" in inst.name:
+            runtime.wait_for_log(inst, "VERIFIED", timeout=t.thresholds.start_timeout_s)
+    log(f"{t.node}: agent attested by join_token, workload VERIFIED")
+    return agent_id
+
+
+def down(root: Path, purge: bool = False, log: Log = print) -> None:
+    """Stop everything the lab started, by pid; unmount what dockerd left."""
+    lay = Layout(Path(root).resolve())
+    state = load_state(lay)
+    for name in state.get("nodes", []):
+        try:
+            t = target_for(lay, name)
+        except Exception:  # noqa: BLE001 - a half-written lab still gets torn down
+            continue
+        if (info := services.stop_agent(t)):
+            log(f"stopped spire-agent {name} (pid {info.pid})")
+    if state.get("nodes"):
+        try:
+            if (info := services.stop_server(target_for(lay))):
+                log(f"stopped spire-server (pid {info.pid})")
+        except Exception as exc:  # noqa: BLE001
+            log(f"server: {exc}")
+    if lay.docker_dir.exists():
+        docker_engine.stop(lay.docker_dir)
+        log("stopped dockerd")
+    for name in state.get("nodes", []):
+        node = lay.node(name)
+        if node.tpm_dir.exists():
+            swtpm.stop(node.tpm_dir)
+    log("stopped swtpm")
+    if state:
+        state["up"] = False
+        save_state(lay, state)
+    leftovers = [p for p in _lab_pids(lay)]
+    if leftovers:
+        raise LabError("lab processes still running after down", expected="none",
+                       found=", ".join(f"{i.pid} {i.command}" for i in leftovers))
+    if purge and lay.root.exists():
+        shutil.rmtree(lay.root)
+        log(f"removed {lay.root}")
+
+
+def _lab_pids(lay: Layout) -> list[process.ProcInfo]:
+    """Every live process whose command line mentions the lab root."""
+    found = []
+    needle = str(lay.root)
+    for pid_dir in Path("/proc").iterdir():
+        if pid_dir.name.isdigit() and int(pid_dir.name) != os.getpid():
+            info = process.proc_info(int(pid_dir.name))
+            if info and any(needle in a for a in info.argv) and "lab" not in info.argv[1:3]:
+                found.append(info)
+    return found
+
+
+def status(root: Path) -> list[str]:
+    """One line per component: running (pid) or stopped."""
+    lay = Layout(Path(root).resolve())
+    state = load_state(lay)
+    if not state:
+        return [f"lab {lay.root}: not provisioned"]
+    lines = [f"lab {lay.root}: {'up' if state.get('up') else 'down'}, SPIRE {state.get('spire_version')}"]
+    t = target_for(lay)
+    srv = services.server_proc(t)
+    lines.append(f"spire-server: {'running (pid %d)' % srv.pid if srv else 'stopped'}")
+    for name in state["nodes"]:
+        tn = target_for(lay, name)
+        ag = services.agent_proc(tn)
+        ident = services.agent_identity(tn) if ag else None
+        from spire_migration.redact import redact
+        lines.append(f"spire-agent {name}: {'running (pid %d) as %s' % (ag.pid, redact(ident or '?')) if ag else 'stopped'}")
+        lines.append(f"swtpm {name}: {'running' if swtpm.is_running(lay.node(name).tpm_dir) else 'stopped'}")
+    dockerd = process.find("dockerd", lay.docker_dir / "dockerd.pid")
+    lines.append(f"dockerd: {'running (pid %d)' % dockerd.pid if dockerd else 'stopped'}")
+    return lines
+
+
+def exec_env(root: Path, node: str | None = None) -> dict[str, str]:
+    """The environment of `python -m lab exec`: lab binaries first, sockets into the lab."""
+    lay = Layout(Path(root).resolve())
+    t = target_for(lay, node)
+    env = dict(os.environ)
+    env["PATH"] = f"{t.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    env["SPIRE_SERVER_PRIVATE_SOCKET"] = str(t.server.socket)
+    env["SPIRE_AGENT_PUBLIC_SOCKET"] = str(t.agent.socket)
+    env["DOCKER_HOST"] = t.workload.docker_host
+    name, conf = t.tpm.tcti_config()
+    env["TPM2TOOLS_TCTI"] = f"{name}:{conf}"
+    env["SPIRE_LAB_TARGET"] = str(t.source)
+    return env

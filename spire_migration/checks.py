@@ -1,0 +1,199 @@
+"""Checks that prove a node's state and change nothing.
+
+Each check returns a :class:`CheckResult` with what was expected, what was
+found, the evidence read, and the guide's remedy; step definitions assert on
+``result.ok`` and reports keep the rest.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from . import tpm
+from .errors import MigrationError
+from .node import Node
+from .redact import redact
+from .spire import id_str, selector_strs
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check."""
+
+    title: str
+    ok: bool
+    expected: str
+    found: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    remedy: str = ""
+
+    def message(self) -> str:
+        text = f"{self.title}\n  expected: {self.expected}\n  found:    {self.found}"
+        if self.remedy and not self.ok:
+            text += f"\n  do:       {self.remedy}"
+        return redact(text)
+
+
+def _result(title: str, ok: bool, expected: str, found: str, remedy: str = "", **evidence: Any) -> CheckResult:
+    return CheckResult(title, ok, expected, redact(found), {k: v for k, v in evidence.items()}, remedy)
+
+
+def guarded(fn):
+    """Turn a MigrationError raised while reading into a failed result that names it."""
+    def wrapper(*args, **kwargs) -> CheckResult:
+        try:
+            return fn(*args, **kwargs)
+        except MigrationError as exc:
+            return CheckResult(fn.__doc__.splitlines()[0].rstrip("."), False,
+                               exc.expected or "a readable state", exc.found or exc.message,
+                               {"error": exc.message}, exc.remedy or "")
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+# -- processes ----------------------------------------------------------------
+@guarded
+def server_running(node: Node) -> CheckResult:
+    """The SPIRE server is running and healthy."""
+    info = node.server_proc()
+    healthy = info is not None and node.server.healthy()
+    return _result("SPIRE server running and healthy", healthy,
+                   f"a spire-server process (pid file {node.target.server.pid_file}) answering healthcheck on {node.target.server.socket}",
+                   f"pid {info.pid}, healthy" if healthy else ("no spire-server process" if info is None else f"pid {info.pid}, healthcheck failed"),
+                   remedy=f"start the server: {node.target.server_bin} run -config {node.target.server.config}; read {node.target.server.log}",
+                   pid=info.pid if info else None)
+
+
+@guarded
+def agent_running(node: Node) -> CheckResult:
+    """The SPIRE agent is running and healthy."""
+    info = node.agent_proc()
+    healthy = info is not None and node.agent.healthy()
+    return _result("SPIRE agent running and healthy", healthy,
+                   f"a spire-agent process (pid file {node.target.agent.pid_file}) answering healthcheck on {node.target.agent.socket}",
+                   f"pid {info.pid}, healthy" if healthy else ("no spire-agent process" if info is None else f"pid {info.pid}, healthcheck failed"),
+                   remedy=f"start the agent; read {node.target.agent.log}",
+                   pid=info.pid if info else None)
+
+
+@guarded
+def agent_attested_by(node: Node, attestor: str) -> CheckResult:
+    """The agent is attested by the given node attestor."""
+    ident = node.agent_id()
+    record = node.agent_record(ident) if ident else None
+    prefix = node.target.agent_id_prefix(attestor)
+    ok = bool(ident and ident.startswith(prefix) and record and record.get("attestation_type") == attestor)
+    found = ("the agent has no SVID" if not ident else
+             f"agent ID {ident}, " + (f"server lists it as {record.get('attestation_type')}" if record else "not in the server's agent list"))
+    return _result(f"agent attested by {attestor}", ok, f"agent ID {prefix}<id>, listed by the server as {attestor}",
+                   found, remedy="re-attest the agent" if attestor == "join_token" else
+                   "see Issue 1 (Agent Fails to Attest with TPM)",
+                   agent_id=redact(ident or ""), attestation_type=(record or {}).get("attestation_type"),
+                   selectors=selector_strs(record or {}))
+
+
+@guarded
+def workload_entry_under_agent(node: Node) -> CheckResult:
+    """The workload entry is registered under this node's agent."""
+    spiffe_id = node.target.workload.spiffe_id
+    ident = node.agent_id() or "<no agent ID>"
+    entries = [e for e in node.entries if id_str(e["spiffe_id"]) == spiffe_id]
+    parents = [id_str(e["parent_id"]) for e in entries]
+    aliases = {id_str(e["spiffe_id"]) for e in node.entries
+               if id_str(e["parent_id"]) == node.target.server_id
+               and any(s["type"] == "spiffe_id" and s["value"] == ident for s in e.get("selectors") or [])}
+    ok = any(p == ident or p in aliases for p in parents)
+    want = sorted(node.target.workload.selectors)
+    sel_ok = any(selector_strs(e) == want for e in entries)
+    return _result("workload entry registered under the agent", ok and sel_ok,
+                   f"{spiffe_id} with parent {ident} (or a node alias of it) and selectors {want}",
+                   f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} with parents {parents}" if entries else "no such entry",
+                   remedy="spire-server entry create -parentID <agent ID> -spiffeID ... -selector ...",
+                   entry_ids=[e["id"] for e in entries], parents=[redact(p) for p in parents])
+
+
+@guarded
+def workload_verified(node: Node, since: datetime | None = None) -> CheckResult:
+    """The workload fetched an SVID and its mTLS peer check logged VERIFIED."""
+    rt = node.runtime
+    instances = [i for i in rt.instances() if i.state.lower() == "running"]
+    logs = {i.name: rt.logs(i, since) for i in instances}
+    fetched = [n for n, text in logs.items() if "Successfully fetched SVIDs" in text]
+    verified = [n for n, text in logs.items() if "VERIFIED" in text]
+    ok = bool(fetched) and bool(verified)
+    lines = [line for text in logs.values() for line in text.splitlines()
+             if "Successfully fetched SVIDs" in line or "VERIFIED" in line or "Agent attestation" in line]
+    return _result("workload fetched an SVID and logged VERIFIED", ok,
+                   "a running workload logging 'Successfully fetched SVIDs' and 'VERIFIED'" +
+                   (f" since {since.isoformat()}" if since else ""),
+                   f"{len(instances)} running instance(s); fetched in {fetched or 'none'}; VERIFIED in {verified or 'none'}",
+                   remedy="check the workload entry's selectors and the agent; read the workload logs",
+                   instances=[i.name for i in instances], log_lines=lines[-6:])
+
+
+# -- TPM ----------------------------------------------------------------------
+@guarded
+def tpm_usable(node: Node) -> CheckResult:
+    """The TPM is present and usable: TPM 2.0 with a sha256 PCR bank."""
+    info = tpm.probe(node.target.tpm)
+    ok = info.family == "2.0" and "sha256" in info.pcr_banks
+    return _result("TPM 2.0 present and usable", ok,
+                   f"a TPM 2.0 at {node.target.tpm.device} with a sha256 PCR bank",
+                   f"TPM {info.family} ({info.manufacturer}) at {info.path} ({info.kind}), banks {info.pcr_banks}",
+                   remedy="enable the TPM in BIOS/UEFI, or fix tpm.device in the target description",
+                   family=info.family, manufacturer=info.manufacturer, banks=info.pcr_banks,
+                   path=str(info.path), kind=info.kind, ek_cert=info.ek_cert_der is not None)
+
+
+# -- backups and registrations -----------------------------------------------
+def backup_ready(node: Node, journal_backups: dict[str, Any]) -> CheckResult:
+    """A backup of the SPIRE configuration exists, or is planned (step 3 will take it)."""
+    have = sorted(journal_backups)
+    jdir = node.target.journal.dir
+    parent = jdir if jdir.exists() else jdir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    writable = os.access(parent, os.W_OK)
+    ok = bool(have) or writable
+    found = (f"backups in the journal: {have}" if have else
+             f"no backup yet; step 3 will write it under {jdir} ({'writable' if writable else 'NOT writable'})")
+    return _result("backup exists or is planned", ok, "a backup in the journal, or a writable journal dir",
+                   found, remedy=f"make {jdir} writable for the user running the suite",
+                   backups=have, journal_dir=str(jdir), planned=not have)
+
+
+@guarded
+def critical_workloads_registered(node: Node) -> CheckResult:
+    """No critical workload is left unregistered."""
+    critical = node.target.workload.critical
+    ids = {id_str(e["spiffe_id"]) for e in node.entries}
+    missing = [c for c in critical if c not in ids]
+    unmatched = []
+    for inst in node.runtime.instances():
+        sels = {f"docker:label:{k}:{v}" for k, v in inst.labels.items()}
+        if not any(set(selector_strs(e)) <= sels for e in node.entries if selector_strs(e)):
+            unmatched.append(inst.name)
+    ok = not missing and not unmatched
+    return _result("no critical workload left unregistered", ok,
+                   f"entries for {critical}, and an entry matching every running workload instance",
+                   f"missing entries: {missing or 'none'}; unregistered instances: {unmatched or 'none'}",
+                   remedy="register them before migrating, or plan for their downtime",
+                   critical=critical, missing=missing, unregistered_instances=unmatched)
+
+
+@guarded
+def registrations_known(node: Node) -> CheckResult:
+    """Current registrations are known: count and IDs, by parent."""
+    by_parent: dict[str, list[str]] = {}
+    for e in node.entries:
+        by_parent.setdefault(redact(id_str(e["parent_id"])), []).append(id_str(e["spiffe_id"]))
+    total = len(node.entries)
+    return _result("current registrations known", total > 0, "at least one registration entry, listed",
+                   f"{total} entries under {len(by_parent)} parent(s)",
+                   remedy="spire-server entry show -output json",
+                   count=total, by_parent={k: sorted(v) for k, v in by_parent.items()},
+                   read_at=datetime.now(timezone.utc).isoformat())

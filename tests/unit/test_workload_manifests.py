@@ -1,0 +1,52 @@
+"""The workload's Kubernetes manifests (guide section 5 and step 9) parse and say what the guide says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spire_migration.target import WorkloadSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = {3: ROOT / "workload/k8s/phase3/mtls-app.yaml", 4: ROOT / "workload/k8s/phase4/mtls-app.yaml"}
+
+
+def deployment(phase: int) -> dict:
+    docs = [d for d in yaml.safe_load_all(MANIFESTS[phase].read_text()) if d is not None]
+    deps = [d for d in docs if d.get("kind") == "Deployment"]
+    assert len(deps) == 1, f"one Deployment expected in {MANIFESTS[phase]}, found kinds {[d.get('kind') for d in docs]}"
+    return deps[0]
+
+
+@pytest.mark.parametrize("phase", [3, 4])
+def test_deployment_matches_the_guide(phase: int) -> None:
+    dep = deployment(phase)
+    assert dep["apiVersion"] == "apps/v1"
+    assert dep["metadata"]["name"] == "mtls-app"
+    assert dep["spec"]["selector"]["matchLabels"] == {"app": "mtls-demo"}
+    template = dep["spec"]["template"]
+    assert template["metadata"]["labels"]["app"] == "mtls-demo"
+    assert template["metadata"]["labels"]["phase"] == str(phase)
+    (container,) = template["spec"]["containers"]
+    assert container["name"] == "mtls-app"  # the docker selector io.kubernetes.container.name:mtls-app
+    assert container["imagePullPolicy"] == "Never"
+    assert container["image"] == WorkloadSpec().image
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SPIFFE_ENDPOINT_SOCKET"] == "unix:///tmp/spire-agent/public/api.sock"
+    assert "SPIRE_AGENT_ID" not in env  # not knowable before attestation: the runtime adds it
+
+
+@pytest.mark.parametrize("phase", [3, 4])
+def test_volumes_are_the_guides(phase: int) -> None:
+    spec = deployment(phase)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v["hostPath"] for v in spec["volumes"]}
+    assert volumes["spire-agent-socket"] == {"path": "/tmp/spire-agent/public/api.sock", "type": "Socket"}
+    assert volumes["spire-agent-bin"] == {"path": "/opt/spire/bin/spire-agent", "type": "File"}
+    if phase == 3:
+        assert set(volumes) == {"spire-agent-socket", "spire-agent-bin"}
+    else:
+        assert volumes["tpm-device"] == {"path": "/dev/tpmrm0", "type": "CharDevice"}
+    mounts = {m["name"] for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts == set(volumes), "every volume is mounted, and only those"
