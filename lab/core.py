@@ -130,6 +130,12 @@ def up(root: Path, agents: int = 1, log: Log = print) -> Path:
         raise LabError(f"a lab at {lay.root} is half up", expected="all parts running or none",
                        found="; ".join(status_lines), remedy=f"python -m lab down --root {lay.root}")
     t0 = time.monotonic()
+    if lay.state.exists():  # a lab that was taken down: provision afresh
+        if _lab_pids(lay):
+            raise LabError(f"processes of an old lab at {lay.root} still run", expected="none",
+                           found=", ".join(f"{i.pid} {i.command}" for i in _lab_pids(lay)),
+                           remedy=f"python -m lab down --root {lay.root}")
+        shutil.rmtree(lay.root)
     lay.root.mkdir(parents=True, exist_ok=True)
     os.chmod(lay.root, 0o755)
     bin_dir = ensure_spire(log)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import JournalError
-from .redact import redact
+from .redact import redact, redact_obj
 
 
 def sha256_file(path: Path) -> str:
@@ -90,7 +90,7 @@ class Journal:
         self.data = self._read()
 
     def save(self) -> None:
-        write_atomic(self.path, redact(json.dumps(self.data, indent=2, sort_keys=True)) + "\n")
+        write_atomic(self.path, json.dumps(redact_obj(self.data), indent=2, sort_keys=True) + "\n")
 
     # -- steps ----------------------------------------------------------------
     def done(self, step: str) -> bool:

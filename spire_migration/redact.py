@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 _SECRETS: set[str] = set()
 
 _PATTERNS = [
     (re.compile(r"(join_token/)([A-Za-z0-9._~-]+)"), None),
-    (re.compile(r"(-joinToken[ =]+)(\S+)"), "<redacted>"),
+    (re.compile(r"(-joinToken[ =]+)([^\s\"',]+)"), "<redacted>"),
     (re.compile(r"""((?:join_token|devid_password|owner_hierarchy_password|endorsement_hierarchy_password)\s*=\s*")([^"]+)(")"""), "<redacted>"),
     (re.compile(r"""(["']?(?:token|value)["']?\s*[:=]\s*["'])([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(["'])"""), "<redacted>"),
 ]
@@ -34,6 +35,17 @@ def register_secret(secret: str) -> None:
     """Redact this exact string wherever it appears from now on."""
     if secret and len(secret) >= 6:
         _SECRETS.add(secret)
+
+
+def redact_obj(value: Any) -> Any:
+    """Redact every string inside a JSON-like structure (keys and values)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_obj(k): redact_obj(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_obj(v) for v in value]
+    return value
 
 
 def redact(text: str) -> str:

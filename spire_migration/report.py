@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .journal import write_atomic
-from .redact import redact
+from .redact import redact, redact_obj
 
 
 @dataclass
@@ -47,7 +47,7 @@ def summary_dict(run: Run, exitstatus: int) -> dict[str, Any]:
 
 
 def write_summary(run: Run, path: Path, exitstatus: int) -> None:
-    write_atomic(path, redact(json.dumps(summary_dict(run, exitstatus), indent=2)) + "\n")
+    write_atomic(path, json.dumps(redact_obj(summary_dict(run, exitstatus)), indent=2) + "\n")
 
 
 def write_markdown(run: Run, path: Path) -> None:

@@ -36,6 +36,20 @@ def _set_env(container: dict, name: str, value: str) -> None:
     env.append({"name": name, "value": value})
 
 
+def _api_error(exc) -> str:
+    """``HTTP 422 Unprocessable Entity: <the API server's message>`` from an ApiException."""
+    msg = None
+    try:
+        status = json.loads(exc.body or "")
+        msg = status.get("message")
+        causes = (status.get("details") or {}).get("causes") or []
+        if causes and not msg:
+            msg = "; ".join(f"{c.get('field', '')}: {c.get('message', '')}" for c in causes)
+    except (ValueError, TypeError, AttributeError):
+        pass
+    return f"HTTP {exc.status} {exc.reason}: {msg or exc.body or ''}".strip()
+
+
 class KubernetesRuntime(WorkloadRuntime):
     name = "kubernetes"
 
@@ -154,23 +168,52 @@ class KubernetesRuntime(WorkloadRuntime):
         body = self.manifest(phase, agent_id)
         _, apps, _ = self._k8s()
         ns, name = self.spec.namespace, self.spec.deployment
+        self._validate(phase, body)
         if self._current() is not None:
             try:
                 apps.delete_namespaced_deployment(name, ns, propagation_policy="Foreground")
             except ApiException as exc:
                 if exc.status != 404:
                     raise WorkloadError(f"cannot delete Deployment {ns}/{name}", expected="deleted",
-                                        found=f"HTTP {exc.status}: {exc.reason}") from exc
+                                        found=_api_error(exc)) from exc
             self._poll(lambda: self._current() is None and not self.instances(), deadline,
                        f"Deployment {ns}/{name} and its pods gone")
         try:
             apps.create_namespaced_deployment(ns, body)
         except ApiException as exc:
             raise WorkloadError(f"cannot create Deployment {ns}/{name}", expected="created",
-                                found=f"HTTP {exc.status}: {exc.body}") from exc
+                                found=_api_error(exc)) from exc
         self._poll(lambda: (d := self._current()) is not None and self._is_available(d), deadline,
                    f"Deployment {ns}/{name} available")
         return self.instances()
+
+    def _validate(self, phase: int, body: dict) -> None:
+        """Have the API server validate and admit *body* (server-side dry run) before anything is deleted.
+
+        The guide's step 9 deletes the old Deployment before creating the new one: a
+        manifest the API server refuses (an unknown hostPath type, a bad field) must
+        fail here, while the Phase 3 workload still runs. The probe uses a generated
+        name so it never collides with the Deployment that exists.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        _, apps, _ = self._k8s()
+        ns, name = self.spec.namespace, self.spec.deployment
+        probe = copy.deepcopy(body)
+        probe["metadata"].pop("name", None)
+        probe["metadata"]["generateName"] = f"{name}-"
+        path = self._resolve(self.spec.manifest_phase3 if phase == 3 else self.spec.manifest_phase4)
+        try:
+            apps.create_namespaced_deployment(ns, probe, dry_run="All")
+        except ApiException as exc:
+            if exc.status in (400, 403, 422):
+                raise WorkloadError(f"the API server refused the phase {phase} Deployment {ns}/{name} "
+                                    f"from {path}", expected="a manifest the API server accepts",
+                                    found=_api_error(exc),
+                                    remedy=f"fix {path}; nothing was deleted, the current workload still runs"
+                                    ) from exc
+            raise WorkloadError(f"cannot validate Deployment {ns}/{name} (server-side dry run)",
+                                expected="HTTP 201", found=_api_error(exc)) from exc
 
     def _poll(self, done, deadline: float, what: str) -> None:
         while not done():
