@@ -21,6 +21,7 @@ pytest_plugins = [
     "steps.common",
     "steps.pre_migration",
     "steps.migration",
+    "steps.rollback",
 ]
 
 _ORDERED = ("migrate", "rollback")

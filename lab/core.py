@@ -105,6 +105,7 @@ endorsement_ca = "{lay.endorsement_ca_bundle}"
 [workload]
 runtime = "docker"
 docker_host = "{lay.docker_host}"
+deployment = "mtls-app-{node.name}"
 server_container = "{node.name}-mtls-server"
 client_container = "{node.name}-mtls-client"
 app_port = {state['app_ports'][node.name]}

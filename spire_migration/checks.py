@@ -29,9 +29,13 @@ class CheckResult:
     found: str
     evidence: dict[str, Any] = field(default_factory=dict)
     remedy: str = ""
+    #: A warning is a pass that the reports show with its text.
+    warnings: list[str] = field(default_factory=list)
 
     def message(self) -> str:
         text = f"{self.title}\n  expected: {self.expected}\n  found:    {self.found}"
+        for w in self.warnings:
+            text += f"\n  warning:  {w}"
         if self.remedy and not self.ok:
             text += f"\n  do:       {self.remedy}"
         return redact(text)

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from . import attestor, checks, services, tpm
+from .faults import checkpoint
 from .errors import ConfigError, MigrationError, SpireError, TPMError
 from .hclconfig import HclConfig, write_atomic
 from .journal import Journal
@@ -86,10 +87,25 @@ class Migration:
     def migrated(self) -> bool:
         return self.journal.done("guide_step_10") and self.node.phase() is Phase.PHASE4
 
+    def preflight(self) -> list[str]:
+        """Every input the later steps need, checked before anything changes."""
+        srv = HclConfig.load(self.t.server.config)
+        agt = HclConfig.load(self.t.agent.config)
+        for cfg, section in ((srv, "server"), (agt, "agent")):
+            cfg.section(section)
+        notes = attestor.check_inputs(self.t)
+        self.node.runtime.check_reachable()
+        if not self.node.server.healthy() and services.server_proc(self.t) is None \
+                and not self.journal.done("guide_step_5"):
+            raise SpireError("the SPIRE server is not running", expected=f"a healthy server on {self.t.server.socket}",
+                             found="no spire-server process", remedy="start Phase 3 first (guide Step 1)")
+        return notes
+
     # -- step 1 -----------------------------------------------------------------
     def step1_verify_phase3(self) -> StepResult:
         """The pre-migration checks are the gate."""
         node = self.node
+        self.preflight()
         if self.migrated():
             return self._result("guide_step_1", [], ["already migrated: nothing to verify"])
         if self.journal.done("guide_step_1"):
@@ -196,6 +212,7 @@ class Migration:
                         raise MigrationError(f"no backup of {path} in the journal", expected="step 3 done",
                                              found="no backup", remedy="run the migration from step 1")
                     write_atomic(path, new.text)
+                    checkpoint(f"guide_step_4:{path.name} written")
                 changes.append(f"{'changed' if not self.plan else 'change'} {path}:\n{diff}")
         return self._result("guide_step_4", changes, notes)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SpireError
+from .faults import checkpoint
 from .redact import redact
 from .spire import SpireServer, entry_content, id_str, to_create_data
 
@@ -97,6 +98,7 @@ def apply_reparent(server: SpireServer, plan: ReparentPlan) -> list[str]:
                              expected="every create result with status 0",
                              found="; ".join(f"{i}: {m}" for i, m in res.failed[:5]),
                              remedy="fix the cause and re-run: created entries are not duplicated")
+        checkpoint("guide_step_8:entries created")
         changes.append(f"created {len(res.ok)} entr{'y' if len(res.ok) == 1 else 'ies'} under {plan.new_parent}")
     if plan.aliases:
         res = server.update_entries(plan.aliases)

@@ -89,6 +89,11 @@ class AttestorSpec:
     hash_path: Path | None = None
     #: Opt-in for the guide's "Option 2": a node alias built from TPM node selectors.
     node_alias: str = ""
+    #: PCRs this node's registrations or policies depend on (hardening_3): their
+    #: expected values must be recorded (``python -m spire_migration.pcrs record``).
+    pcr_bindings: list[int] = field(default_factory=list)
+    #: The PCR bank those values are read from.
+    pcr_bank: str = "sha256"
 
 
 @dataclass
@@ -250,7 +255,10 @@ def _convert(f: Any, value: Any, name: str, base: Path | None) -> Any:
         p = Path(value).expanduser()
         return p if p.is_absolute() or base is None else (base / p)
     expected = {"int": int, "float": (int, float), "str": str, "bool": bool,
-                "list[str]": list}.get(kind)
+                "list[str]": list, "list[int]": list}.get(kind)
+    if kind == "list[int]" and isinstance(value, list) and not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise TargetError(f"{name} must be a list of integers", expected=kind, found=repr(value))
     if expected is not None and (not isinstance(value, expected) or
                                  (kind in ("int", "float") and isinstance(value, bool))):
         raise TargetError(f"{name} has the wrong type", expected=kind, found=repr(value))

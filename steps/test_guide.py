@@ -13,4 +13,5 @@ FEATURES = Path(__file__).resolve().parent.parent / "features"
 scenarios(
     FEATURES / "01_pre_migration.feature",
     FEATURES / "02_migration.feature",
+    FEATURES / "06_rollback.feature",
 )

@@ -130,23 +130,3 @@ def test_dead_socket_raises(tmp_path):
     assert str(dead) in str(err.value) and "unix socket" in str(err.value)
     with pytest.raises(TPMError, match="no such file"):
         probe(TPMSpec(device=tmp_path / "missing.sock"))
-
-
-def _spire_bins() -> tuple[Path, Path] | None:
-    dirs = [os.environ.get("SPIRE_BIN_DIR", ""), "/opt/spire/bin", "/tmp/setup/spirebin"]
-    for d in filter(None, dirs):
-        server, agent = Path(d) / "spire-server", Path(d) / "spire-agent"
-        if os.access(server, os.X_OK) and os.access(agent, os.X_OK):
-            return server, agent
-    return None
-
-
-@pytest.mark.skipif(_spire_bins() is None, reason="no spire-server/spire-agent (SPIRE_BIN_DIR)")
-def test_real_spire_attests_the_lab_devid(tpm_state, devid, ca_dir, tmp_path_factory):
-    from lab.devid_proof import attest_throwaway_agent
-
-    server, agent = _spire_bins()
-    work = tmp_path_factory.mktemp("spire").resolve()
-    agent_id = attest_throwaway_agent(server, agent, work, swtpm.sock_path(tpm_state), devid,
-                                      swtpm.endorsement_ca_path(ca_dir), timeout=60)
-    assert agent_id == devid_agent_id(devid.cert, "example.org")
