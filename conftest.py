@@ -22,6 +22,12 @@ pytest_plugins = [
     "steps.pre_migration",
     "steps.migration",
     "steps.rollback",
+    "steps.gradual",
+    "steps.diagnose",
+    "fixtures.fleet",
+    "steps.post_migration",
+    "steps.hardening",
+    "steps.audit",
 ]
 
 _ORDERED = ("migrate", "rollback")

@@ -71,7 +71,7 @@ def bin_dir() -> Path:
 
 
 def _go_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GOBIN", "GOPATH_OVERRIDE")}
+    env = {k: v for k, v in os.environ.items() if k != "GOBIN"}
     env.update({"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false -trimpath",
                 "GOWORK": "off"})
     return env
@@ -215,8 +215,19 @@ def _build_simple(name: str, module: str, version: str, pkg: str, log: Log) -> N
 
 
 def build(log: Log = print) -> Path:
-    """Build (once) etcd, the control plane, kwok and, if needed, kubectl; return the bin dir."""
+    """Build (once) etcd, the control plane, kwok and, if needed, kubectl; return the bin dir.
+
+    Serialised by a lock file: two sessions on one machine never build into the same place at once.
+    """
+    import fcntl
+
     bin_dir().mkdir(parents=True, exist_ok=True)
+    with open(build_root() / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(log)
+
+
+def _build_locked(log: Log) -> Path:
     if not _built("etcd"):
         _build_simple("etcd", "go.etcd.io/etcd/server/v3", ETCD_VERSION, "go.etcd.io/etcd/server/v3", log)
     kube = [n for n in KUBE_CMDS if not _built(n)]
@@ -609,9 +620,15 @@ def status(root: Path) -> list[str]:
     return out
 
 
-def exec_env(root: Path) -> dict[str, str]:
-    """What `python -m lab exec` should export: KUBECONFIG, and PATH with our kubectl first if built."""
-    env = {"KUBECONFIG": str(kubeconfig_path(root))}
+def exec_env(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """*base* (default: os.environ) plus what `python -m lab exec` needs for this lab's cluster.
+
+    KUBECONFIG when the cluster was brought up under *root*; our kubectl first on PATH when we
+    built one (the machine's is outside the supported version skew).
+    """
+    env = dict(os.environ if base is None else base)
+    if kubeconfig_path(root).exists():
+        env["KUBECONFIG"] = str(kubeconfig_path(root))
     if os.access(bin_dir() / "kubectl", os.X_OK):
-        env["PATH"] = f"{bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}"
+        env["PATH"] = f"{bin_dir()}{os.pathsep}{env.get('PATH', '')}"
     return env

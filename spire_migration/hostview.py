@@ -88,6 +88,10 @@ class HostView:
             return None
         return pid, argv
 
+    def walk(self, root: str | Path) -> list[FileStat]:  # pragma: no cover - interface
+        """Every path under ``root`` (itself included) with owner and mode; [] when absent."""
+        raise NotImplementedError
+
     def users_with_access(self, st: FileStat, want: int = 0o6) -> list[str]:
         """Users that may read or write ``st`` by its mode ("everyone" for world bits).
 
@@ -142,6 +146,19 @@ class LocalView(HostView):
                         stat_mod.S_IMODE(m))
 
 
+    def walk(self, root: str | Path) -> list[FileStat]:
+        out = []
+        if self.stat(root) is None:
+            return out
+        out.append(self.stat(root))
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                st = self.stat(os.path.join(dirpath, name))
+                if st is not None:
+                    out.append(st)
+        return [s for s in out if s is not None]
+
+
 class TestinfraView(HostView):
     """A node reached through a testinfra host (``host`` fixture, ``--hosts``)."""
 
@@ -165,6 +182,19 @@ class TestinfraView(HostView):
             return None
         kind, uid, gid, user, group, mode = result.stdout.strip().split("|")
         return FileStat(str(path), _KINDS.get(kind, kind), int(uid), int(gid), user, group, int(mode, 8))
+
+
+    def walk(self, root: str | Path) -> list[FileStat]:
+        result = self.host.run(f"find {shlex.quote(str(root))} -printf '%y|%U|%G|%u|%g|%m|%p\\n'")
+        if result.rc != 0:
+            return []
+        kinds = {"f": "regular file", "d": "directory", "s": "unix socket", "c": "character device",
+                 "l": "symlink", "p": "fifo"}
+        out = []
+        for line in result.stdout.splitlines():
+            kind, uid, gid, user, group, mode, path = line.split("|", 6)
+            out.append(FileStat(path, kinds.get(kind, kind), int(uid), int(gid), user, group, int(mode, 8)))
+        return out
 
 
 def view_for(host: Any | None) -> HostView:

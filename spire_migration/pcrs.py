@@ -66,7 +66,7 @@ class PcrUse:
 
 def parse_pcr_selector(kind: str, value: str) -> tuple[str | None, int, str | None] | None:
     """(bank or None, index, value or None) for a selector naming a PCR; None otherwise."""
-    if kind != "tpm" and "pcr" not in value.lower():
+    if not names_pcr(kind, value):
         return None
     m = _SEL.match(value)
     if not m:
@@ -75,8 +75,13 @@ def parse_pcr_selector(kind: str, value: str) -> tuple[str | None, int, str | No
 
 
 def names_pcr(kind: str, value: str) -> bool:
-    """True for any selector that mentions a PCR (parsable or not)."""
-    return "pcr" in f"{kind}:{value}".lower()
+    """True for a selector with a ``pcr`` field (``tpm:pcr:...``, ``x:pcr0:...``), parsable or not.
+
+    >>> names_pcr("tpm", "pcr:0:ab"), names_pcr("docker", "label:app:pcr-demo")
+    (True, False)
+    """
+    fields = f"{kind}:{value}".lower().split(":")
+    return any(f == "pcr" or re.fullmatch(r"pcr\d{1,2}", f) for f in fields[:2])
 
 
 def pcr_uses(entries: Iterable[dict[str, Any]], target: Target) -> list[PcrUse]:

@@ -163,7 +163,13 @@ def workloads_under_right_parent(node: Node) -> CheckResult:
                for e in node.entries
                if "/spire/agent/join_token/" in id_str(e["parent_id"]) and id_str(e["parent_id"]) not in listed]
     ok = base.ok and not orphans
-    found = base.found + (f"; entries under retired join_token agents: {orphans}" if orphans else "")
+    found = base.found
+    if not base.ok:
+        ident = node.agent_id() or "<no agent ID>"
+        others = base.evidence.get("parents") or []
+        found = (f"no entry for {node.target.workload.spiffe_id} with this node's agent {ident} (or a node alias of "
+                 f"it) as parent and the expected selectors; entries for it under other parents: {others or 'none'}")
+    found += f"; entries under retired join_token agents: {orphans}" if orphans else ""
     remedy = (f"register the workload under the agent (guide Step 8): spire-server entry create -parentID "
               f"{node.agent_id() or '<TPM agent ID>'} -spiffeID {node.target.workload.spiffe_id} "
               + " ".join(f"-selector {s}" for s in node.target.workload.selectors)

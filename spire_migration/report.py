@@ -41,8 +41,9 @@ def summary_dict(run: Run, exitstatus: int) -> dict[str, Any]:
         "changes": run.changes,
         "change_count": len(run.changes),
         "facts": facts,
-        "results": [{"scenario": s["name"], "tags": s["tags"], "status": s["status"], "reason": s["reason"]}
-                    for s in run.scenarios.values()],
+        "results": [{"scenario": s["name"], "tags": s["tags"], "status": s["status"], "reason": s["reason"],
+                     "host": s.get("host", ""), "title": s.get("title", ""), "checks": [check_dict(c) for c in run.checks.get(nodeid, [])]}
+                    for nodeid, s in run.scenarios.items()],
     }
 
 
@@ -50,23 +51,106 @@ def write_summary(run: Run, path: Path, exitstatus: int) -> None:
     write_atomic(path, json.dumps(redact_obj(summary_dict(run, exitstatus)), indent=2) + "\n")
 
 
+_PHASE_TAGS = ("migrate", "validate", "rollback", "diagnose", "audit", "lab", "slow", "strategy_gradual",
+               "after_migration")
+
+
+def guide_id(tags: list[str]) -> str:
+    """The scenario's guide reference tag (``post_check_3``, ``hardening_1``, ``audit_2`` ...).
+
+    >>> guide_id(["post_check_3", "validate"]), guide_id(["audit", "audit_4", "validate"])
+    ('post_check_3', 'audit_4')
+    """
+    refs = [t for t in tags if t not in _PHASE_TAGS]
+    return refs[0] if refs else (tags[0] if tags else "")
+
+
+def host_of(item: Any) -> str:
+    """The testinfra host a scenario ran for (``--hosts``), or "" when it is not per host."""
+    callspec = getattr(item, "callspec", None)
+    host = callspec.params.get("_testinfra_host") if callspec else None
+    return host.backend.get_pytest_id() if host is not None else ""
+
+
+def scenario_title(item: Any) -> str:
+    """The scenario's title as the feature file writes it (pytest-bdd), else the test name."""
+    try:
+        from pytest_bdd.scenario import scenario_wrapper_template_registry as registry
+    except ImportError:  # pragma: no cover
+        registry = {}
+    func = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
+    template = registry.get(func) if func is not None else None
+    return template.name if template is not None else getattr(item, "originalname", getattr(item, "name", ""))
+
+
+def check_status(check: Any) -> str:
+    if not check.ok:
+        return "failed"
+    return "passed with warnings" if getattr(check, "warnings", None) else "passed"
+
+
+def check_properties(check: Any) -> list[tuple[str, str]]:
+    """JUnit <property> pairs of one check: expected, found, evidence, warnings, remedy (redacted)."""
+    props = [(f"{check.title} | status", check_status(check)),
+             (f"{check.title} | expected", redact(check.expected)),
+             (f"{check.title} | found", redact(check.found))]
+    if check.evidence:
+        props.append((f"{check.title} | evidence",
+                      json.dumps(redact_obj(check.evidence), default=str, sort_keys=True)))
+    for w in getattr(check, "warnings", None) or []:
+        props.append((f"{check.title} | warning", redact(w)))
+    if not check.ok and check.remedy:
+        props.append((f"{check.title} | remedy", redact(check.remedy)))
+    return props
+
+
+def check_dict(check: Any) -> dict[str, Any]:
+    return {"title": check.title, "status": check_status(check), "expected": check.expected,
+            "found": check.found, "evidence": check.evidence, "warnings": list(getattr(check, "warnings", []) or []),
+            "remedy": check.remedy if not check.ok else ""}
+
+
+def _evidence_lines(evidence: dict[str, Any]) -> list[str]:
+    out = []
+    for key, value in evidence.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+        out.append(f"    - {key}: `{text}`")
+    return out
+
+
 def write_markdown(run: Run, path: Path) -> None:
+    """The human report: per scenario its guide ID, host, status, and every check with its
+    expected, found, evidence, warnings and (when failed) the remedy."""
     lines = ["# SPIRE migration report", "",
-             f"Run started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(run.started))}.", ""]
+             f"Run started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(run.started))}."]
+    if run.facts.get("phase"):
+        lines.append(f"Phase of the target node: {run.facts['phase']}.")
     counts = run.counts()
-    lines.append(" · ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
-    lines += ["", "| scenario | guide tags | status |", "|---|---|---|"]
-    for s in run.scenarios.values():
-        lines.append(f"| {s['name']} | {' '.join(t for t in s['tags'])} | {s['status']} |")
+    warned = sum(1 for nodeid, s in run.scenarios.items() if s["status"] == "passed"
+                 and any(getattr(c, "warnings", None) for c in run.checks.get(nodeid, [])))
+    lines += ["", " · ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items())
+              + f" · passed with warnings: {warned}", ""]
+    lines += ["| ID | host | scenario | status |", "|---|---|---|---|"]
+    for nodeid, s in run.scenarios.items():
+        status = s["status"]
+        if status == "passed" and any(getattr(c, "warnings", None) for c in run.checks.get(nodeid, [])):
+            status = "passed with warnings"
+        lines.append(f"| {guide_id(s['tags'])} | {s.get('host') or '-'} | {s.get('title') or s['name']} | {status} |")
     for nodeid, scenario in run.scenarios.items():
-        lines += ["", f"## {scenario['name']} — {scenario['status']}", ""]
+        host = f" [{scenario['host']}]" if scenario.get("host") else ""
+        lines += ["", f"## {guide_id(scenario['tags'])}{host}: {scenario.get('title') or scenario['name']} — "
+                  f"{scenario['status']}", "",
+                  f"Tags: {' '.join('@' + t for t in scenario['tags'])}", ""]
         if scenario["reason"]:
             lines += ["```", scenario["reason"], "```", ""]
         for c in run.checks.get(nodeid, []):
-            lines += [f"- **{c.title}**: {'passed' if c.ok else 'FAILED'}",
+            lines += [f"- **{c.title}**: {check_status(c)}",
                       f"  - expected: {c.expected}", f"  - found: {c.found}"]
             if c.evidence:
-                lines.append(f"  - evidence: `{json.dumps(c.evidence, default=str)}`")
+                lines.append("  - evidence:")
+                lines += _evidence_lines(c.evidence)
+            for w in getattr(c, "warnings", None) or []:
+                lines.append(f"  - warning: {w}")
             if not c.ok and c.remedy:
                 lines.append(f"  - remedy: {c.remedy}")
     if run.changes:

@@ -14,4 +14,9 @@ scenarios(
     FEATURES / "01_pre_migration.feature",
     FEATURES / "02_migration.feature",
     FEATURES / "06_rollback.feature",
+    FEATURES / "07_gradual.feature",
+    FEATURES / "08_common_issues.feature",
+    FEATURES / "03_post_migration.feature",
+    FEATURES / "04_hardening.feature",
+    FEATURES / "05_audit.feature",
 )

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install everything the suite and its lab need on a fresh Debian 12 machine (run as root).
+# Idempotent: a second run only checks. Pins: SPIRE in lab/spire_build.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 docker.io iproute2
+              pkg-config gcc util-linux)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c "import spire_migration, tpm2_pytss, hcl2, pytest_bdd, testinfra, kubernetes, spiffe, spiffetls, docker" 2>/dev/null \
+   || ! python3 -m pip show spire-tpm-migration >/dev/null 2>&1; then
+  echo "setup: pip install -e . (tpm2-pytss builds from source: about 20 s)"
+  python3 -m pip install -q --disable-pip-version-check -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
+fi
+
+echo "setup: SPIRE binaries in $(python3 -m lab build)"

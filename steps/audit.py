@@ -1,0 +1,62 @@
+"""Beyond the guide, what an auditor asks: thin steps over spire_migration.audit, per host."""
+
+from __future__ import annotations
+
+import pytest
+from pytest_bdd import given, then
+
+from fixtures.fleet import Audited
+from spire_migration import audit
+from spire_migration.hostview import LocalView
+from spire_migration.node import Phase
+
+from .common import require
+
+
+@given("the audited node is in Phase 4")
+def _audited_phase4(audited: Audited) -> None:
+    phase = audit.phase_via(audited.view, audited.target)
+    if phase not in (Phase.PHASE4, Phase.TRANSITION, Phase.UNKNOWN):
+        pytest.skip(f"not applicable: {audited.view.name} is in {phase.value}, this check is for Phase 4")
+
+
+def _local_only(audited: Audited, what: str) -> None:
+    if not audited.view.is_local:
+        pytest.skip(f"not applicable on {audited.view.name}: {what} is read where the suite runs; "
+                    "run the suite on that node for it")
+
+
+@then("the server has no join_token attestor once no join_token agent remains")
+def _a1(audited: Audited, record) -> None:
+    require(record(audit.join_token_attestor_retired(audited.node, audited.journal)))
+
+
+@then("no join token is left in the agent's config, flags or files")
+def _a2(audited: Audited, record) -> None:
+    require(record(audit.no_join_token_left(audited.view, audited.target)))
+
+
+@then('the agent\'s KeyManager is "disk"')
+def _a3(audited: Audited, record) -> None:
+    require(record(audit.agent_keymanager_disk(audited.view, audited.target)))
+
+
+@then("the journal and its backups are readable by root only")
+def _a4(audited: Audited, record) -> None:
+    require(record(audit.journal_root_only(audited.view, audited.target)))
+
+
+@then("the DevID certificate chains to the configured DevID CA and is not expiring")
+def _a5(audited: Audited, record) -> None:
+    require(record(audit.devid_cert_valid(audited.view, audited.target, LocalView())))
+
+
+@then("the EK certificate chains to the endorsement CA")
+def _a6(audited: Audited, record) -> None:
+    _local_only(audited, "the TPM (tpm2-pytss)")
+    require(record(audit.ek_cert_valid(audited.target)))
+
+
+@then("the trust bundle and the server CA are not expiring")
+def _a7(audited: Audited, record) -> None:
+    require(record(audit.trust_bundle_valid(audited.node)))
