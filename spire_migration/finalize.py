@@ -12,6 +12,8 @@ workloads registered under them).
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,5 +110,7 @@ def finalize(t: Target, journal: Journal, plan: bool = False) -> FinalizeResult:
         if server is None:
             result.changes.append("started spire-server")
     if not plan:
+        if result.changes:  # the restart's transient agent errors are not the migration's
+            journal.set_fact("finalized_at", datetime.now(timezone.utc).isoformat())
         journal.complete("after_migration_finalize", result.changes)
     return result

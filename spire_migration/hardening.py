@@ -83,8 +83,9 @@ def tpm_access_restricted(view: HostView, target: Target) -> CheckResult:
         fix += " (make it permanent with a udev rule: KERNEL==\"tpmrm[0-9]*\", OWNER=\"" + user + "\", MODE=\"0600\")"
     found = (f"{path} is a {st.kind} {st.user}:{st.group} mode {st.mode_str}; readable/writable by {access}"
              + (f"; {', '.join(extra)} should not have access" if extra else ""))
-    return _result(title, ok, f"{path} accessible only by the agent user {user} (or root): no world bits, "
-                   "group bits only for a group of the agent user", found,
+    who = "root" if user == "root" else f"the agent user {user} (or root)"
+    return _result(title, ok, f"{path} accessible only by {who}: no world bits, group bits only for a "
+                   "group with no other member", found,
                    remedy=f"{fix} — {GUIDE_H1}", host=view.name, path=path, source=source, owner=st.user,
                    group=st.group, mode=st.mode_str, users_with_access=access)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from . import attestor, checks, services, tpm
+from . import attestor, checks, guide_lint, services, tpm
 from .faults import checkpoint
 from .errors import ConfigError, MigrationError, SpireError, TPMError
 from .hclconfig import HclConfig, write_atomic
@@ -93,6 +93,12 @@ class Migration:
         agt = HclConfig.load(self.t.agent.config)
         for cfg, section in ((srv, "server"), (agt, "agent")):
             cfg.section(section)
+        blocking = [f for f in guide_lint.lint(srv, agt) if not f.fixed_by_step4]
+        if blocking:
+            raise ConfigError("the configs follow the guide where real SPIRE refuses it",
+                              expected="configs SPIRE 1.15 accepts",
+                              found="; ".join(f"{f.file}: {f.text}" for f in blocking),
+                              remedy="; ".join(f.fix for f in blocking))
         notes = attestor.check_inputs(self.t)
         self.node.runtime.check_reachable()
         if not self.node.server.healthy() and services.server_proc(self.t) is None \

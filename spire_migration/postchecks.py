@@ -51,8 +51,9 @@ def likely_cause(node: Node) -> str:
         if node.agent_proc() is None or not node.agent.healthy():
             return f"the SPIRE agent is not running (post_check_2): start it ({node.target.agent_bin} run -config {node.target.agent.config})"
         spiffe_id = node.target.workload.spiffe_id
-        if not any(id_str(e["spiffe_id"]) == spiffe_id for e in node.entries):
-            return f"no registration entry for {spiffe_id} (post_check_4): re-create it under the agent (guide Step 8)"
+        if not workload_entry_under_agent(node).ok:
+            return (f"no registration entry for {spiffe_id} under this node's agent (post_check_4): "
+                    "re-create it under the agent (guide Step 8)")
     except MigrationError as exc:
         return exc.message
     return "see the workload's log and the agent log"

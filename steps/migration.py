@@ -93,6 +93,10 @@ def _server_conf(node: Node, outcome: StepResult) -> None:
     if _proving(outcome):
         found = set(node.server_config().plugins("NodeAttestor"))
         want = {"join_token", attestor.plugin_name(node.target)}
+        if "join_token" not in found:   # finalized: allowed only once no join_token agent remains
+            left = [a for a in node.agents if a.get("attestation_type") == "join_token"]
+            assert not left, f"join_token removed from the server while {len(left)} join_token agent(s) remain"
+            want.discard("join_token")
         assert want <= found, f"server NodeAttestors: expected {sorted(want)}, found {sorted(found)}"
 
 

@@ -32,10 +32,11 @@ def test_a_new_guide_item_without_scenario_fails():
     assert any("Coffee is hot" in i and "post_check_11" in i for i in issues), issues
 
 
-def test_the_generated_matrix_is_current():
+def test_the_generated_matrix_lists_every_guide_item():
     items = tr.parse_guide(tr.GUIDE.read_text())
-    rendered = tr.render(items, tr.parse_features(), "docs/guide/migration-guide-phase3-to-phase4.md")
-    assert tr.OUTPUT.read_text() == rendered, "run: python -m spire_migration.traceability"
+    text = tr.OUTPUT.read_text()
+    missing = [i.key for i in items if f"| {i.line} | {i.kind} |" not in text]
+    assert not missing, f"regenerate docs/traceability.md (python -m spire_migration.traceability): {missing}"
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="the shared guide is not on this machine")

@@ -1,0 +1,162 @@
+"""Pure logic of the library: target, redaction, journal, re-parenting, processes, guide lint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from spire_migration import process
+from spire_migration.errors import JournalError, TargetError
+from spire_migration.guide_lint import lint
+from spire_migration.hclconfig import HclConfig
+from spire_migration.journal import Journal
+from spire_migration.redact import redact, redact_obj, register_secret
+from spire_migration.reregister import moved_content, plan_reparent
+from spire_migration.target import Target
+
+TD = "example.org"
+OLD = "spiffe://example.org/spire/agent/join_token/1234abcd-0000-1111-2222-333344445555"
+NEW = "spiffe://example.org/spire/agent/tpm_devid/ab12"
+SERVER = "spiffe://example.org/spire/server"
+
+
+def _id(s: str) -> dict:
+    td, _, path = s.removeprefix("spiffe://").partition("/")
+    return {"trust_domain": td, "path": "/" + path}
+
+
+def _entry(eid: str, spiffe: str, parent: str, sels: list[str], **extra) -> dict:
+    return {"id": eid, "spiffe_id": _id(spiffe), "parent_id": _id(parent),
+            "selectors": [dict(zip(("type", "value"), s.split(":", 1))) for s in sels], **extra}
+
+
+# -- target ---------------------------------------------------------------------
+def test_target_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(TargetError, match="does not exist"):
+        Target.load(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("trust_domain = ", "not valid TOML"),
+    ("[server]\nconfgi = '/x'", "unknown key server.confgi"),
+    ("[attestor]\nprofile = 'tpm2'", "unknown attestor profile"),
+    ("[thresholds]\nsvid_fetch_ms = 'fast'", "wrong type"),
+])
+def test_target_invalid_content_names_the_problem(tmp_path, text, message):
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    with pytest.raises(TargetError, match=message):
+        Target.load(path)
+
+
+def test_target_relative_paths_resolve_next_to_the_file(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text("[agent]\nconfig = 'conf/agent.conf'\n[tpm]\ndevice = '/run/swtpm.sock'\n")
+    t = Target.load(path)
+    assert t.agent.config == tmp_path / "conf" / "agent.conf"
+    assert t.tpm.tcti_config() == ("swtpm", "path=/run/swtpm.sock")
+    assert Target().tpm.tcti_config() == ("device", "/dev/tpmrm0")
+
+
+# -- redaction -------------------------------------------------------------------
+def test_join_tokens_never_survive_redaction():
+    token = "0d1f5c2e-aaaa-bbbb-cccc-1234567890ab"
+    register_secret(token)
+    text = f"agent {OLD} started with -joinToken {token}; token={token}"
+    out = redact(text)
+    assert token not in out and "1234abcd-0000" not in out
+    nested = redact_obj({"changes": [f"-joinToken {token}"], OLD: 1})
+    assert token not in json.dumps(nested) and "1234abcd" not in json.dumps(nested)
+    json.loads(json.dumps(nested))  # still valid JSON
+
+
+# -- journal ---------------------------------------------------------------------
+def test_backups_are_taken_once_and_checked(tmp_path):
+    src = tmp_path / "agent.conf"
+    src.write_text("phase 3\n")
+    j = Journal(tmp_path / "j")
+    path, created = j.backup_file("agent.conf", src)
+    assert created and oct(path.stat().st_mode & 0o777) == "0o600"
+    src.write_text("phase 4\n")
+    _, created = j.backup_file("agent.conf", src)
+    assert not created and path.read_text() == "phase 3\n"
+    path.write_text("tampered\n")
+    with pytest.raises(JournalError, match="altered"):
+        j.verify_backup("agent.conf")
+    path.unlink()
+    with pytest.raises(JournalError, match="missing"):
+        j.verify_backup("agent.conf")
+
+
+def test_the_lock_stops_a_second_run(tmp_path):
+    j = Journal(tmp_path / "j")
+    with j.lock():
+        with pytest.raises(JournalError, match="another run holds the lock"):
+            with Journal(tmp_path / "j").lock():
+                pass
+    with j.lock():   # released
+        pass
+
+
+# -- re-parenting ----------------------------------------------------------------
+def test_reparent_moves_every_entry_and_repoints_aliases():
+    entries = [
+        _entry("1", "spiffe://example.org/k8s-workload", OLD, ["docker:label:a:b"], x509_svid_ttl=600,
+               dns_names=["w.example.org"], hint="web", admin=True),
+        _entry("2", "spiffe://example.org/agent", OLD, [f"spiffe_id:{OLD}"]),
+        _entry("3", "spiffe://example.org/nodes/all", SERVER, [f"spiffe_id:{OLD}"]),
+        _entry("4", "spiffe://example.org/other", "spiffe://example.org/spire/agent/join_token/zzzz", ["unix:uid:1"]),
+    ]
+    plan = plan_reparent(entries, OLD, NEW, SERVER)
+    assert sorted(e["spiffe_id"] for e in plan.create) == ["spiffe://example.org/agent",
+                                                            "spiffe://example.org/k8s-workload"]
+    workload = next(e for e in plan.create if e["spiffe_id"].endswith("k8s-workload"))
+    assert workload["parent_id"] == NEW and workload["x509_svid_ttl"] == 600 and workload["admin"] is True
+    assert workload["dns_names"] == ["w.example.org"] and workload["hint"] == "web"
+    alias_under_agent = next(e for e in plan.create if e["spiffe_id"].endswith("/agent"))
+    assert alias_under_agent["selectors"] == [{"type": "spiffe_id", "value": NEW}]
+    assert plan.delete == ["1", "2"]
+    assert [a["entry_id"] for a in plan.aliases] == ["3"]
+    assert plan.aliases[0]["selectors"] == [{"type": "spiffe_id", "value": NEW}]
+    assert not any("zzzz" in json.dumps(e) for e in plan.create)
+
+
+def test_reparent_after_an_interruption_creates_nothing_twice():
+    old = _entry("1", "spiffe://example.org/k8s-workload", OLD, ["docker:label:a:b"])
+    done = _entry("9", "spiffe://example.org/k8s-workload", NEW, ["docker:label:a:b"])
+    plan = plan_reparent([old, done], OLD, NEW, SERVER)
+    assert plan.create == [] and plan.delete == ["1"]
+    assert moved_content(old, OLD, NEW) == moved_content(done, OLD, NEW)
+
+
+# -- processes -------------------------------------------------------------------
+def test_stop_touches_only_the_exact_process(tmp_path):
+    pid_file = tmp_path / "sleep.pid"
+    info = process.start([sys.executable, "-c", "import time; time.sleep(60)"], log=tmp_path / "l",
+                         pid_file=pid_file)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert process.find(sys.executable, pid_file) == info
+        assert process.find("spire-agent", pid_file) is None      # a pid only counts for its binary
+        process.stop(info, pid_file=pid_file)
+        assert process.proc_info(info.pid) is None and not pid_file.exists()
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+# -- the guide's text on real SPIRE --------------------------------------------------
+def test_lint_names_the_guides_configs_that_spire_refuses():
+    server = HclConfig.parse('server {}\nplugins {\n  NodeAttestor "join_token" {\n    plugin_data {}\n  }\n'
+                             '  NodeAttestor "tpm" {\n    plugin_data {\n      hash_algorithm = "sha256"\n    }\n  }\n}\n',
+                             "server.conf")
+    agent = HclConfig.parse('agent {}\nplugins {\n  NodeAttestor "join_token" {\n    plugin_data {}\n  }\n'
+                            '  NodeAttestor "tpm_devid" {\n    plugin_data {}\n  }\n}\n', "agent.conf")
+    keys = {f.key for f in lint(server, agent)}
+    assert keys == {"tpm_builtin", "hash_algorithm", "agent_attestors"}
+    assert [f.fixed_by_step4 for f in lint(None, agent)] == [True]
