@@ -110,7 +110,10 @@ def finalize(t: Target, journal: Journal, plan: bool = False) -> FinalizeResult:
         if server is None:
             result.changes.append("started spire-server")
     if not plan:
-        if result.changes:  # the restart's transient agent errors are not the migration's
-            journal.set_fact("finalized_at", datetime.now(timezone.utc).isoformat())
+        if result.changes:  # the restart's transient agent errors are not the migration's: every node's journal
+            now = datetime.now(timezone.utc).isoformat()
+            for path in sorted(t.journal.dir.glob("*/journal.json")):
+                other = journal if path == journal.path else Journal(path.parent)
+                other.set_fact("finalized_at", now)
         journal.complete("after_migration_finalize", result.changes)
     return result

@@ -257,6 +257,9 @@ def no_errors_in_logs(node: Node, facts: dict[str, Any], reviewed_until: datetim
     since = _since(facts, "migrated_at", "deployed_at")
     basis = "the migration (journal migrated_at)" if facts.get("migrated_at") else \
         "the deploy (journal deployed_at)" if facts.get("deployed_at") else "the start of the logs (no journal)"
+    finalized = _since(facts, "finalized_at")  # finalize restarts the server: agents log transient errors
+    if finalized and since and finalized > since:
+        since, basis = finalized, "the server restart of finalize (journal finalized_at)"
     if reviewed_until and (since is None or reviewed_until > since):
         since, basis = reviewed_until, f"the review point {reviewed_until.isoformat()} (--logs-since)"
     found_errors: dict[str, list[str]] = {}

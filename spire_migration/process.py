@@ -125,7 +125,10 @@ def start(argv: Sequence[str], *, log: Path, pid_file: Path,
             raise ProcessError(f"cannot start {Path(argv[0]).name}", expected="an executable",
                                found=str(exc)) from exc
     pid_file.write_text(f"{proc.pid}\n")
-    info = proc_info(proc.pid)
+    # /proc/<pid>/cmdline can still show the forking parent for a moment after exec
+    info = poll(lambda: (i := proc_info(proc.pid)) is None or matches(i, argv[0]) and i, timeout=5.0,
+                what=f"{Path(argv[0]).name} to exec", error=ProcessError, raise_on_timeout=False)
+    info = info if isinstance(info, ProcInfo) else proc_info(proc.pid)
     if info is None:
         code = proc.poll()
         raise ProcessError(f"{Path(argv[0]).name} exited at once", expected="a running process",
