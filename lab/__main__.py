@@ -9,7 +9,7 @@ from pathlib import Path
 
 from spire_migration.errors import MigrationError
 
-from . import core
+from . import core, kubernetes
 from .layout import DEFAULT_ROOT
 from .spire_build import ensure_spire
 
@@ -19,13 +19,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="provision the lab; prints the target file path last")
     p_up.add_argument("--agents", type=int, default=1, help="number of agent nodes (each with its own swtpm)")
+    p_up.add_argument("--kubernetes", action="store_true",
+                      help="also a real control plane (etcd, kube-apiserver, controller-manager, scheduler) "
+                           "with a kwok node, built from Go modules")
     p_down = sub.add_parser("down", help="stop every lab process by pid")
     p_down.add_argument("--purge", action="store_true", help="also remove the lab root")
     sub.add_parser("status", help="what runs")
     p_exec = sub.add_parser("exec", help="run CMD in the lab's environment")
     p_exec.add_argument("--node", default=None)
     p_exec.add_argument("command", nargs=argparse.REMAINDER)
-    sub.add_parser("build", help="find or build the pinned SPIRE binaries; prints their directory")
+    p_build = sub.add_parser("build", help="find or build the pinned SPIRE binaries; prints their directory")
+    p_build.add_argument("--kubernetes", action="store_true", help="also build the Kubernetes control plane")
     for p in (p_up, p_down, sub.choices["status"], p_exec):
         p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=f"lab root (default {DEFAULT_ROOT})")
     args = parser.parse_args(argv)
@@ -35,18 +39,25 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.cmd == "up":
-            print(core.up(args.root, agents=args.agents, log=log), flush=True)
+            target = core.up(args.root, agents=args.agents, log=log)
+            if args.kubernetes:
+                log(f"kubeconfig: {kubernetes.up(args.root, log=log)}")
+            print(target, flush=True)
         elif args.cmd == "down":
+            kubernetes.down(args.root, log=log)
             core.down(args.root, purge=args.purge, log=log)
         elif args.cmd == "status":
-            print("\n".join(core.status(args.root)))
+            k8s = kubernetes.status(args.root) if kubernetes.kube_root(args.root).exists() else []
+            print("\n".join(core.status(args.root) + k8s))
         elif args.cmd == "build":
             print(ensure_spire(log))
+            if args.kubernetes:
+                print(kubernetes.build(log))
         elif args.cmd == "exec":
             cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
             if not cmd:
                 parser.error("exec needs a command: python -m lab exec -- CMD ...")
-            env = core.exec_env(args.root, args.node)
+            env = kubernetes.exec_env(args.root, core.exec_env(args.root, args.node))
             os.execvpe(cmd[0], cmd, env)
     except MigrationError as exc:
         print(f"lab {args.cmd}: {exc}", file=sys.stderr)

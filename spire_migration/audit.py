@@ -1,8 +1,8 @@
 """Beyond the guide: what an auditor asks of a migrated node (read-only checks).
 
 * the join_token attestor is gone from the server once no join_token agent remains
-  (a warning while some remain, a failure once the migration is declared complete:
-  journal step 10 done and join_token still configured);
+  (a warning while some remain or until the migration is declared complete, a failure
+  once it is: finalize (``pytest -m after_migration``) recorded and join_token configured again);
 * no join token left in the agent's config, flags or files;
 * the agent's ``KeyManager "disk"`` (a "memory" key manager loses the agent's key);
 * the journal and backups readable by root only;
@@ -88,7 +88,7 @@ def join_token_attestor_retired(node: Node, journal: Journal | None) -> CheckRes
     """The join_token attestor is gone from the server once no join_token agent remains."""
     attestors = sorted(node.server_config().plugins("NodeAttestor"))
     jt_agents = [id_str(a["id"]) for a in node.agents if a.get("attestation_type") == "join_token"]
-    complete = bool(journal and journal.done("guide_step_10"))
+    complete = bool(journal and journal.done("after_migration_finalize"))
     configured = "join_token" in attestors
     title = "join_token attestor retired from the server"
     evidence = dict(node_attestors=attestors, join_token_agents=len(jt_agents),
@@ -107,12 +107,13 @@ def join_token_attestor_retired(node: Node, journal: Journal | None) -> CheckRes
               f"— {AFTER_MIGRATION_1}")
     if complete:
         return _result(title, False, expected,
-                       "no join_token agent remains, the migration is complete (journal step 10 done), "
+                       "no join_token agent remains, the migration was declared complete (finalize ran), "
                        f"and the server still configures NodeAttestor \"join_token\" ({node.target.server.config})",
                        remedy=remedy, **evidence)
     res = _result(title, True, expected, "no join_token agent remains; the migration is not declared complete "
-                  "yet (journal step 10 not done); join_token still configured", **evidence)
-    res.warnings = [f"join_token is configured though no agent uses it: {remedy}"]
+                  "yet (finalize has not run); join_token still configured", **evidence)
+    res.warnings = [f"join_token is configured though no agent uses it: run `pytest -m after_migration` "
+                    f"(finalize), or {remedy}"]
     return res
 
 

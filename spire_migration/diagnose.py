@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from . import attestor as att
-from . import pcrs, services, tpm
+from . import pcrs, tpm
 from .errors import MigrationError
 from .hclconfig import HclConfig
 from .journal import Journal
 from .node import TPM_ATTESTORS, Node
 from .redact import redact
-from .spire import id_str, selector_strs
+from .spire import id_str
 from .target import TPMSpec
 
 TPM2_CLEAR_WARNING = ("the guide's `sudo tpm2_clear` destroys every key under the owner hierarchy, "

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import attestor, checks, services
-from .errors import JournalError, MigrationError, SpireError
+from .errors import JournalError, MigrationError
 from .journal import Journal, sha256_file, write_atomic
 from .migration import IDENTITY
 from .node import TPM_ATTESTORS, Node, Phase

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .errors import SpireError
 from .redact import redact, register_secret
@@ -172,43 +172,28 @@ class SpireServer:
 
     def create_entries(self, entries: list[dict[str, Any]]) -> BatchResult:
         """Create many entries (create-data form) in batches; read each result's status."""
-        ok: list[dict[str, Any]] = []
-        failed: list[tuple[str, str]] = []
-        for chunk in _chunks(entries, BATCH):
-            out = self._with_file({"entries": chunk}, "entry", "create", "-data")
-            for wanted, result in zip(chunk, out.get("results") or []):
-                status = result.get("status") or {}
-                if int(status.get("code", 0)) == 0:
-                    ok.append(result["entry"])
-                else:
-                    failed.append((wanted["spiffe_id"], status.get("message", "unknown error")))
-        return BatchResult(ok, failed)
+        return self._batch(entries, "entries", ("entry", "create", "-data"), lambda e: e["spiffe_id"])
 
     def delete_entries(self, entry_ids: list[str]) -> BatchResult:
-        ok: list[dict[str, Any]] = []
-        failed: list[tuple[str, str]] = []
-        for chunk in _chunks(entry_ids, BATCH):
-            out = self._with_file({"ids": chunk}, "entry", "delete", "-file")
-            for wanted, result in zip(chunk, out.get("results") or []):
-                status = result.get("status") or {}
-                if int(status.get("code", 0)) in (0, 5):  # 5: NotFound, already gone
-                    ok.append({"id": wanted})
-                else:
-                    failed.append((wanted, status.get("message", "unknown error")))
-        return BatchResult(ok, failed)
+        """Delete entries by ID in batches; an entry already gone (NotFound) counts as deleted."""
+        return self._batch(entry_ids, "ids", ("entry", "delete", "-file"), str, ok_codes=(0, 5))
 
     def update_entries(self, entries: list[dict[str, Any]]) -> BatchResult:
         """Update entries (create-data form plus ``entry_id``)."""
+        return self._batch(entries, "entries", ("entry", "update", "-data"), lambda e: e.get("entry_id", "?"))
+
+    def _batch(self, items: list[Any], key: str, args: tuple[str, ...], name: Callable[[Any], str],
+               ok_codes: tuple[int, ...] = (0,)) -> BatchResult:
         ok: list[dict[str, Any]] = []
         failed: list[tuple[str, str]] = []
-        for chunk in _chunks(entries, BATCH):
-            out = self._with_file({"entries": chunk}, "entry", "update", "-data")
+        for chunk in _chunks(items, BATCH):
+            out = self._with_file({key: chunk}, *args)
             for wanted, result in zip(chunk, out.get("results") or []):
                 status = result.get("status") or {}
-                if int(status.get("code", 0)) == 0:
-                    ok.append(result["entry"])
+                if int(status.get("code", 0)) in ok_codes:
+                    ok.append(result.get("entry") or {"id": wanted})
                 else:
-                    failed.append((wanted.get("entry_id", "?"), status.get("message", "unknown error")))
+                    failed.append((name(wanted), status.get("message", "unknown error")))
         return BatchResult(ok, failed)
 
     def _with_file(self, payload: dict[str, Any], *args: str) -> Any:

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 from pytest_bdd import given, parsers, then, when
 
 from spire_migration import attestor, services
-from spire_migration.journal import Journal, sha256_file
+from spire_migration.journal import Journal
 from spire_migration.migration import Migration, StepResult
 from spire_migration.node import Node
 from spire_migration.reregister import moved_content
@@ -22,19 +19,9 @@ from spire_migration.target import Target
 
 
 @pytest.fixture(scope="session")
-def migration(target: Target, plan_only: bool, request: pytest.FixtureRequest) -> Iterator[Migration]:
-    """One Migration per run; a real run holds the node's lock, a plan writes nowhere."""
-    if plan_only:
-        with tempfile.TemporaryDirectory(prefix="spire-migration-plan-") as tmp:
-            existing = Journal.existing(target.journal.dir / target.node)
-            journal = Journal(Path(tmp))
-            if existing:
-                journal.data = existing.data
-                journal.backups = existing.backups
-            yield Migration(target, journal, plan=True, log=print)
-        return
-    request.getfixturevalue("node_lock")
-    yield Migration(target, request.getfixturevalue("journal"), log=print)
+def migration(target: Target, plan_only: bool, run_journal: Journal) -> Migration:
+    """One Migration per run (a plan writes nowhere: see the run_journal fixture)."""
+    return Migration(target, run_journal, plan=plan_only, log=print)
 
 
 @given("the migration journal of the target node")

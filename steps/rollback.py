@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 from pytest_bdd import given, parsers, then, when
@@ -19,19 +16,9 @@ from .common import require
 
 
 @pytest.fixture(scope="session")
-def rollback(target: Target, plan_only: bool, request: pytest.FixtureRequest) -> Iterator[Rollback]:
-    """One Rollback per run; a real run holds the node's lock, a plan writes nowhere."""
-    if plan_only:
-        with tempfile.TemporaryDirectory(prefix="spire-rollback-plan-") as tmp:
-            existing = Journal.existing(target.journal.dir / target.node)
-            journal = Journal(Path(tmp))
-            if existing:
-                journal.data = existing.data
-                journal.backups = existing.backups
-            yield Rollback(target, journal, plan=True, log=print)
-        return
-    request.getfixturevalue("node_lock")
-    yield Rollback(target, request.getfixturevalue("journal"), log=print)
+def rollback(target: Target, plan_only: bool, run_journal: Journal) -> Rollback:
+    """One Rollback per run (a plan writes nowhere: see the run_journal fixture)."""
+    return Rollback(target, run_journal, plan=plan_only, log=print)
 
 
 @given("the rollback journal of the target node")
