@@ -16,8 +16,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c "import spire_migration, tpm2_pytss, hcl2, pytest_bdd, testinfra, kubernetes, spiffe, spiffetls, docker" 2>/dev/null \
-   || ! python3 -m pip show spire-tpm-migration >/dev/null 2>&1; then
+here=$(pwd -P)
+installed=$(cd / && python3 -c "import spire_migration, os; print(os.path.dirname(os.path.dirname(os.path.realpath(spire_migration.__file__))))" 2>/dev/null || true)
+if [ "$installed" != "$here" ] \
+   || ! python3 -c "import tpm2_pytss, hcl2, pytest_bdd, testinfra, kubernetes, spiffe, spiffetls, docker" 2>/dev/null; then
   echo "setup: pip install -e . (tpm2-pytss builds from source: about 20 s)"
   python3 -m pip install -q --disable-pip-version-check -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
 fi
