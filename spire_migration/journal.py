@@ -57,8 +57,8 @@ class Journal:
     >>> j.done("guide_step_3")
     False
     >>> j.complete("guide_step_3", ["backed up server.conf"])
-    >>> j.done("guide_step_3"), j.changes_total()
-    (True, 1)
+    >>> j.done("guide_step_3"), j.data["steps"]["guide_step_3"]["changes"]
+    (True, ['backed up server.conf'])
     """
 
     def __init__(self, root: Path, create: bool = True) -> None:
@@ -86,9 +86,6 @@ class Journal:
             raise JournalError(f"journal {self.path} is corrupt", expected="JSON",
                                found=str(exc), remedy="restore it from backups/ or remove the node's journal dir") from exc
 
-    def reload(self) -> None:
-        self.data = self._read()
-
     def save(self) -> None:
         write_atomic(self.path, json.dumps(redact_obj(self.data), indent=2, sort_keys=True) + "\n")
 
@@ -106,9 +103,6 @@ class Journal:
         for step in steps:
             self.data["steps"].pop(step, None)
         self.save()
-
-    def changes_total(self) -> int:
-        return sum(len(s.get("changes", [])) for s in self.data["steps"].values())
 
     # -- facts (agent IDs and such; redacted when written) ---------------------
     def fact(self, key: str, default: Any = None) -> Any:

@@ -1,8 +1,8 @@
 """A facade over one target node: SPIRE CLIs, processes, configs, TPM, workload.
 
 Reads are cached per instance only where a run reads the same thing many
-times (the agent list, the entries); create a new :class:`Node` (or call
-:meth:`refresh`) after changing anything.
+times (the agent list, the entries); create a new :class:`Node` after
+changing anything.
 """
 
 from __future__ import annotations
@@ -42,10 +42,6 @@ class Node:
 
     def __init__(self, target: Target) -> None:
         self.target = target
-
-    def refresh(self) -> None:
-        for name in ("agents", "entries", "runtime"):
-            self.__dict__.pop(name, None)
 
     # -- SPIRE ----------------------------------------------------------------
     @property

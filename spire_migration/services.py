@@ -23,7 +23,7 @@ from .journal import write_atomic
 from .process import ProcInfo
 from .redact import register_secret
 from .retry import poll
-from .spire import SpireAgent, SpireServer, id_str
+from .spire import SpireAgent, SpireServer
 from .target import Target
 
 
@@ -138,16 +138,6 @@ def forget_agent_svid(t: Target) -> bool:
     data["reattestable"] = False
     write_atomic(path, json.dumps(data), mode=0o600)
     return True
-
-
-def agent_record(t: Target, agent_id: str) -> dict | None:
-    """The server's record of an agent (attestation type, selectors...)."""
-    return server_cli(t).agent(agent_id)
-
-
-def attested_agent_ids(t: Target, attestor: str) -> list[str]:
-    return [id_str(a["id"]) for a in server_cli(t).agents()
-            if a.get("attestation_type") == attestor]
 
 
 def _tail(path: Path, lines: int = 12) -> str:
