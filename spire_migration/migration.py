@@ -14,53 +14,30 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
 
 from . import attestor, checks, guide_lint, services, tpm
-from .faults import checkpoint
 from .errors import ConfigError, MigrationError, SpireError, TPMError
+from .faults import checkpoint
 from .hclconfig import HclConfig, write_atomic
-from .journal import Journal
-from .node import Node, Phase
+from .node import Phase
 from .redact import redact
 from .reregister import apply_reparent, plan_reparent
-from .target import Target
+from .steprun import JournaledRun, StepResult
 
 IDENTITY = "identity.json"   # backups/: the full old agent ID (holds a spent join token)
 
 
-@dataclass
-class StepResult:
-    """What one step did (or, planned, would do)."""
-
-    step: str
-    changes: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    planned: bool = False
-
-
-class Migration:
+class Migration(JournaledRun):
     """Perform the migration of one node.
 
     >>> from spire_migration.target import Target
+    >>> from spire_migration.journal import Journal
     >>> import tempfile, pathlib
     >>> m = Migration(Target(), Journal(pathlib.Path(tempfile.mkdtemp())), plan=True)
     >>> m.plan
     True
     """
-
-    def __init__(self, target: Target, journal: Journal, plan: bool = False,
-                 log: Callable[[str], None] = lambda s: None) -> None:
-        self.t = target
-        self.journal = journal
-        self.plan = plan
-        self.log = log
-
-    @property
-    def node(self) -> Node:
-        return Node(self.t)
 
     def _result(self, step: str, changes: list[str], notes: list[str] | None = None) -> StepResult:
         changes = [redact(c) for c in changes]

@@ -31,10 +31,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import attestor, checks, services
 from .errors import JournalError, MigrationError
@@ -44,7 +43,7 @@ from .node import TPM_ATTESTORS, Node, Phase
 from .redact import redact
 from .reregister import apply_reparent, moved_content, plan_reparent
 from .spire import entry_content, id_str
-from .target import Target
+from .steprun import JournaledRun, StepResult
 
 CONFIGS = ("server.conf", "agent.conf")
 #: Backups that belong to one migration cycle; retired after a completed rollback.
@@ -52,35 +51,15 @@ CYCLE_BACKUPS = ("server.conf", "agent.conf", "entries.json", IDENTITY, "agent-d
 MIGRATION_STEPS = tuple(f"guide_step_{n}" for n in range(1, 11))
 
 
-@dataclass
-class RollbackResult:
-    """What one rollback step did (or, planned, would do)."""
-
-    step: str
-    changes: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    planned: bool = False
-
-
-class Rollback:
+class Rollback(JournaledRun):
     """Return one node to Phase 3 from its migration journal.
 
     >>> import tempfile, pathlib
+    >>> from spire_migration.target import Target
     >>> rb = Rollback(Target(), Journal(pathlib.Path(tempfile.mkdtemp())), plan=True)
     >>> rb.step_done(1)
     False
     """
-
-    def __init__(self, target: Target, journal: Journal, plan: bool = False,
-                 log: Callable[[str], None] = lambda s: None) -> None:
-        self.t = target
-        self.journal = journal
-        self.plan = plan
-        self.log = log
-
-    @property
-    def node(self) -> Node:
-        return Node(self.t)
 
     # -- journal ----------------------------------------------------------------
     def step_done(self, n: int) -> bool:
@@ -95,14 +74,14 @@ class Rollback:
         began = self.journal.data["steps"].get("guide_step_1", {}).get("at")
         return began is None or rec.get("at", 0) >= began
 
-    def _result(self, n: int, changes: list[str], notes: list[str] | None = None) -> RollbackResult:
+    def _result(self, n: int, changes: list[str], notes: list[str] | None = None) -> StepResult:
         step = f"rollback_step_{n}"
         changes = [redact(c) for c in changes]
         if not self.plan:
             self.journal.complete(step, changes)
         for c in changes:
             self.log(f"{step}: {'would ' if self.plan else ''}{c}")
-        return RollbackResult(step, changes, [redact(x) for x in notes or []], self.plan)
+        return StepResult(step, changes, [redact(x) for x in notes or []], self.plan)
 
     def _require_migration(self) -> None:
         j = self.journal
@@ -164,7 +143,7 @@ class Rollback:
         return not keep
 
     # -- step 1 -----------------------------------------------------------------
-    def step1_stop_phase4(self) -> RollbackResult:
+    def step1_stop_phase4(self) -> StepResult:
         """Stop the Phase 4 agent (and the server when its config is to be restored), by pid."""
         if self.step_done(1):
             return self._result(1, [], ["already done in this rollback"])
@@ -193,7 +172,7 @@ class Rollback:
         return self._result(1, changes, notes)
 
     # -- step 2 -----------------------------------------------------------------
-    def step2_restore_configs(self) -> RollbackResult:
+    def step2_restore_configs(self) -> StepResult:
         """Restore both configs byte for byte from the hash-checked backups."""
         if self.step_done(2):
             return self._result(2, [], ["already done in this rollback"])
@@ -219,7 +198,7 @@ class Rollback:
         return self._result(2, changes)
 
     # -- step 3 -----------------------------------------------------------------
-    def step3_restart_phase3(self) -> RollbackResult:
+    def step3_restart_phase3(self) -> StepResult:
         """Server, a new join token, the agent with it, entries re-parented, Phase 3 workload."""
         if self.step_done(3):
             return self._result(3, [], ["already done in this rollback"])
@@ -279,7 +258,7 @@ class Rollback:
         return ident if services.server_cli(self.t).agent(ident) is not None else None
 
     # -- step 4 -----------------------------------------------------------------
-    def step4_verify_phase3(self) -> RollbackResult:
+    def step4_verify_phase3(self) -> StepResult:
         """The pre-migration checks pass, the workload logs VERIFIED, every entry is back."""
         if self.step_done(4):
             retired = self.retire_cycle()
@@ -374,7 +353,7 @@ class Rollback:
 
     STEPS = ("step1_stop_phase4", "step2_restore_configs", "step3_restart_phase3", "step4_verify_phase3")
 
-    def run(self) -> list[RollbackResult]:
+    def run(self) -> list[StepResult]:
         return [getattr(self, name)() for name in self.STEPS]
 
 

@@ -11,7 +11,8 @@ from pytest_bdd import given, parsers, then, when
 
 from spire_migration import attestor, services
 from spire_migration.journal import Journal
-from spire_migration.migration import Migration, StepResult
+from spire_migration.migration import Migration
+from spire_migration.steprun import StepResult
 from spire_migration.node import Node
 from spire_migration.reregister import moved_content
 from spire_migration.spire import entry_content, id_str

@@ -8,7 +8,8 @@ from pytest_bdd import given, parsers, then, when
 
 from spire_migration import checks
 from spire_migration.journal import Journal, sha256_file
-from spire_migration.rollback import MIGRATION_STEPS, Rollback, RollbackResult, backup_path
+from spire_migration.rollback import MIGRATION_STEPS, Rollback, backup_path
+from spire_migration.steprun import StepResult
 from spire_migration.node import Node
 from spire_migration.target import Target
 
@@ -28,7 +29,7 @@ def _journal(rollback: Rollback, set_fact) -> None:
 
 
 @when(parsers.parse("the rollback performs rollback step {n:d}"), target_fixture="rb_outcome")
-def _perform(rollback: Rollback, n: int, record_changes, set_fact) -> RollbackResult:
+def _perform(rollback: Rollback, n: int, record_changes, set_fact) -> StepResult:
     result = getattr(rollback, Rollback.STEPS[n - 1])()
     record_changes(f"rollback_step_{n}", result.changes)
     if n in (3, 4) and not result.planned:
@@ -37,12 +38,12 @@ def _perform(rollback: Rollback, n: int, record_changes, set_fact) -> RollbackRe
     return result
 
 
-def _proving(outcome: RollbackResult) -> bool:
+def _proving(outcome: StepResult) -> bool:
     return not outcome.planned
 
 
 @then("no Phase 4 SPIRE agent is running")
-def _stopped(node: Node, rb_outcome: RollbackResult) -> None:
+def _stopped(node: Node, rb_outcome: StepResult) -> None:
     if _proving(rb_outcome):
         agent = node.agent_proc()
         ident = node.agent_id() or ""
@@ -51,7 +52,7 @@ def _stopped(node: Node, rb_outcome: RollbackResult) -> None:
 
 
 @then("server.conf and agent.conf are byte-for-byte the Phase 3 backups")
-def _restored(rollback: Rollback, node: Node, rb_outcome: RollbackResult) -> None:
+def _restored(rollback: Rollback, node: Node, rb_outcome: StepResult) -> None:
     if not _proving(rb_outcome):
         return
     pairs = [("agent.conf", node.target.agent.config)]
@@ -64,7 +65,7 @@ def _restored(rollback: Rollback, node: Node, rb_outcome: RollbackResult) -> Non
 
 
 @then("the agent runs attested by a new join token that appears nowhere in the journal")
-def _new_token(rollback: Rollback, node: Node, rb_outcome: RollbackResult) -> None:
+def _new_token(rollback: Rollback, node: Node, rb_outcome: StepResult) -> None:
     if not _proving(rb_outcome):
         return
     require(checks.agent_attested_by(node, "join_token"))
@@ -77,21 +78,21 @@ def _new_token(rollback: Rollback, node: Node, rb_outcome: RollbackResult) -> No
 
 
 @then("every original entry is under the new join_token agent with its original content")
-def _entries_back(rollback: Rollback, node: Node, rb_outcome: RollbackResult) -> None:
+def _entries_back(rollback: Rollback, node: Node, rb_outcome: StepResult) -> None:
     if _proving(rb_outcome):
         missing = rollback.missing_entries(node)
         assert not missing, f"expected every exported entry back under {node.agent_id()}, missing {missing}"
 
 
 @then("the TPM agent is evicted")
-def _tpm_evicted(rollback: Rollback, node: Node, rb_outcome: RollbackResult) -> None:
+def _tpm_evicted(rollback: Rollback, node: Node, rb_outcome: StepResult) -> None:
     if _proving(rb_outcome):
         tpm_id = rollback.tpm_agent_id()
         assert tpm_id is None or node.agent_record(tpm_id) is None, f"{tpm_id} is still in the agent list"
 
 
 @then("the pre-migration checks pass and the workload logged VERIFIED")
-def _phase3(node: Node, rb_outcome: RollbackResult, record) -> None:
+def _phase3(node: Node, rb_outcome: StepResult, record) -> None:
     if not _proving(rb_outcome):
         return
     for check in (checks.server_running, checks.agent_running, checks.workload_entry_under_agent,
@@ -102,7 +103,7 @@ def _phase3(node: Node, rb_outcome: RollbackResult, record) -> None:
 
 
 @then("the migration journal is reset for a new migration")
-def _reset(rollback: Rollback, rb_outcome: RollbackResult) -> None:
+def _reset(rollback: Rollback, rb_outcome: StepResult) -> None:
     if _proving(rb_outcome):
         left = [s for s in MIGRATION_STEPS if s in rollback.journal.data["steps"]]
         assert not left, f"expected no migration step in the journal, found {left}"
