@@ -66,9 +66,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = outcome.get_result()
     if report.failed and any(item.get_closest_marker(m) for m in _ORDERED):
         item.session.config.stash.setdefault(_FAILED, []).append(item.name)
+        if item.get_closest_marker("migrate") and not item.config.getoption("--plan"):
+            target = item.config.getoption("--target") or "<target.toml>"
+            report.sections.append(("the way back", _WAY_BACK.format(target=target)))
 
 
 _FAILED = pytest.StashKey[list]()
+_WAY_BACK = ("The migration stopped here; nothing after this step ran. Fix the cause above and re-run\n"
+             "`pytest -m migrate --target {target}`: it resumes from the journal. To return the node\n"
+             "to Phase 3 instead: `pytest -m rollback --target {target}` (configs restored from the\n"
+             "journal's backups, a new join token, every entry re-parented).")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
