@@ -10,7 +10,7 @@ from pathlib import Path
 from spire_migration.errors import MigrationError
 
 from . import core, kubernetes
-from .layout import DEFAULT_ROOT
+from .layout import DEFAULT_ROOT, Layout
 from .spire_build import ensure_spire
 
 
@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--kubernetes", action="store_true",
                       help="also a real control plane (etcd, kube-apiserver, controller-manager, scheduler) "
                            "with a kwok node, built from Go modules")
+    p_up.add_argument("--kubelet", action="store_true",
+                      help="also a real kubelet node (containerd; implies --kubernetes) whose pods the agent "
+                           "attests with SPIRE's k8s workload attestor; changes kernel sysctls until `down`")
     p_down = sub.add_parser("down", help="stop every lab process by pid")
     p_down.add_argument("--purge", action="store_true", help="also remove the lab root")
     sub.add_parser("status", help="what runs")
@@ -40,10 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "up":
             target = core.up(args.root, agents=args.agents, log=log)
-            if args.kubernetes:
+            if args.kubernetes or args.kubelet:
                 log(f"kubeconfig: {kubernetes.up(args.root, log=log)}")
+            if args.kubelet:
+                from . import kubelet
+
+                kubelet.up(args.root, log=log)
+                kubelet.attest_pods(args.root, core.target_for(Layout(args.root.resolve())), log=log)
             print(target, flush=True)
         elif args.cmd == "down":
+            from . import kubelet
+
+            kubelet.down(args.root, log=log)
             kubernetes.down(args.root, log=log)
             core.down(args.root, purge=args.purge, log=log)
         elif args.cmd == "status":

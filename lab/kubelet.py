@@ -20,6 +20,12 @@ The smoke run (``python -m lab.kubelet smoke --lab-root R``, R a root with a con
 
 It stops every process it started by pid, removes its pods' containers, the bridge and the
 empty cgroups it created, and writes back the kernel tunables the kubelet changed.
+
+For tests, :func:`up` keeps such a node running under ``<lab root>/kubelet`` (kubelet also on its
+read-only port, node labelled :data:`NODE_LABEL`) until :func:`down`; :func:`attest_pods` gives the
+lab's agent SPIRE's ``k8s`` workload attestor and registers the workload with k8s selectors;
+:func:`pod_runtime` is the suite's ``kubernetes`` runtime with the lab manifests
+(``workload/k8s/lab/``). ``python -m lab up --kubelet`` does all three; ``python -m lab down`` undoes it.
 """
 
 from __future__ import annotations
@@ -41,25 +47,9 @@ from . import kubernetes as k8s
 Log = Callable[[str], None]
 
 
-def _go_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "GOBIN"}
-    env.update({"GOTOOLCHAIN": "local", "CGO_ENABLED": "1", "GOFLAGS": "-buildvcs=false -trimpath",
-                "GOWORK": "off"})
-    return env
-
-
 def _go(args: list[str], cwd: Path, what: str) -> str:
-    if shutil.which("go") is None:
-        raise LabError("Go is not installed", expected="go >= 1.26 on PATH", found="no go binary",
-                       remedy="install Go 1.26")
-    proc = subprocess.run(["go", *args], cwd=cwd, env=_go_env(), capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-25:])
-        raise LabError(f"go {' '.join(args[:2])} failed while building {what}",
-                       expected="exit 0", found=tail,
-                       remedy="check that the Go module proxy is reachable and that gcc is installed "
-                              "(the kubelet is built with cgo)")
-    return proc.stdout
+    """Go, as the control plane builds it, but with cgo on (upstream builds the kubelet so)."""
+    return k8s._go(args, cwd, what, cgo=True)
 
 
 def kubelet_path() -> Path:
@@ -207,7 +197,8 @@ def _kubelet_errors(log: Path, lines: int = 25) -> str:
 
 
 def smoke(lab_root: Path, runtime_endpoint: str, *, root: Path = SMOKE_ROOT, node: str | None = None,
-          timeout: float = 90.0, keep: bool = False, overrides: dict | None = None, log: Log = print) -> str:
+          timeout: float = 90.0, keep: bool = False, overrides: dict | None = None,
+          node_labels: dict[str, str] | None = None, log: Log = print) -> str:
     """Start the kubelet against the lab's control plane until its node is Ready; return the node name.
 
     *lab_root* is a root whose control plane is up (``python -m lab up --kubernetes --root ...``);
@@ -243,6 +234,8 @@ def smoke(lab_root: Path, runtime_endpoint: str, *, root: Path = SMOKE_ROOT, nod
             "--kubeconfig", str(root / "kubelet.kubeconfig"),
             "--root-dir", str(root / "kubelet-root"), "--cert-dir", str(root / "kubelet-certs"),
             "--hostname-override", node, "--v=2"]
+    if node_labels:
+        argv.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in sorted(node_labels.items())))
     log_file = root / "kubelet.log"
     log_file.unlink(missing_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
@@ -459,7 +452,7 @@ def import_images(root: Path = SMOKE_ROOT) -> list[str]:
     pdir.mkdir(parents=True, exist_ok=True)
     (pdir / "main.go").write_text(_PAUSE_GO)
     (pdir / "go.mod").write_text("module lab.local/pause\n\ngo 1.26\n")
-    env = {**_go_env(), "CGO_ENABLED": "0"}
+    env = k8s._go_env(cgo=False)
     r = subprocess.run(["go", "build", "-ldflags", "-s -w", "-o", "pause", "."], cwd=pdir, env=env,
                        capture_output=True, text=True)
     if r.returncode != 0:
@@ -521,7 +514,16 @@ def pod_smoke(lab_root: Path, node: str, timeout: float = 120.0) -> str:
             time.sleep(0.5)
 
     delete()
-    uid = core.create_namespaced_pod("default", pod).metadata.uid
+    sa_deadline = time.monotonic() + 30
+    while True:  # a fresh control plane: the service account controller may not have made "default" yet
+        try:
+            uid = core.create_namespaced_pod("default", pod).metadata.uid
+            break
+        except ApiException as exc:
+            if not (exc.status == 403 and "serviceaccount" in (exc.body or "")
+                    and time.monotonic() < sa_deadline):
+                raise
+            time.sleep(0.5)
     try:
         deadline = time.monotonic() + timeout
         phase = None
@@ -600,6 +602,175 @@ def teardown(root: Path = SMOKE_ROOT, saved_tunables: dict[str, str] | None = No
         restored = restore_tunables(saved_tunables)
         if restored:
             log(f"restored kernel tunables the kubelet changed: {', '.join(restored)}")
+
+
+# --------------------------------------------------------------------------- a node kept up for a test
+
+#: Label the kubelet puts on its node (``--node-labels``): the lab manifests' nodeSelector,
+#: so that pods land on the real node, never on the kwok one.
+NODE_LABEL = "lab.spire-migration.io/kubelet"
+
+
+def node_root(lab_root: Path) -> Path:
+    """Where :func:`up` keeps the node of *lab_root*: containerd, kubelet, pod logs, saved tunables."""
+    return Path(lab_root).resolve() / "kubelet"
+
+
+def node_state(lab_root: Path) -> dict:
+    try:
+        return json.loads((node_root(lab_root) / "node.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def up(lab_root: Path, *, timeout: float = 90.0, log: Log = print) -> dict:
+    """Bring up (and keep) a real node for *lab_root*'s control plane: containerd, images, kubelet.
+
+    The kubelet also serves its read-only port on 127.0.0.1 (for SPIRE's ``k8s`` workload
+    attestor, which reads ``/pods`` there). Returns ``{"node", "read_only_port", "runtime_endpoint",
+    "root"}``, also written to ``<root>/node.json``. The kernel tunables are saved before the
+    kubelet starts (once: a second ``up`` keeps the first saving) and written back by :func:`down`.
+    Anything half started is torn down when ``up`` fails.
+    """
+    from spire_migration import process
+
+    root = node_root(lab_root)
+    state = node_state(lab_root)
+    if state and process.find(str(kubelet_path()), root / "kubelet.pid") is not None:
+        return state
+    root.mkdir(parents=True, exist_ok=True)
+    saved = root / "tunables.before.json"
+    if not saved.exists():
+        saved.write_text(json.dumps(read_tunables()))
+    ok = False
+    try:
+        t0 = time.monotonic()
+        endpoint = containerd_up(root)
+        log(f"containerd up: {endpoint}")
+        log(f"imported {', '.join(import_images(root))}")
+        port = _free_port()
+        node = smoke(lab_root, endpoint, root=root, keep=True, timeout=timeout,
+                     overrides={"readOnlyPort": port}, node_labels={NODE_LABEL: "true"}, log=log)
+        state = {"node": node, "read_only_port": port, "runtime_endpoint": endpoint, "root": str(root)}
+        (root / "node.json").write_text(json.dumps(state, indent=1) + "\n")
+        log(f"kubelet node {node} up in {time.monotonic() - t0:.1f}s (read-only port 127.0.0.1:{port})")
+        ok = True
+        return state
+    finally:
+        if not ok:
+            down(lab_root, log=log)
+
+
+def down(lab_root: Path, *, log: Log = print) -> None:
+    """Undo :func:`up`: pods' containers, kubelet, containerd, mounts, bridge, cgroups, tunables;
+    the Node object is deleted when the API server still answers. Idempotent."""
+    root = node_root(lab_root)
+    if not root.exists():
+        return
+    saved_file = root / "tunables.before.json"
+    try:
+        saved = json.loads(saved_file.read_text())
+    except (OSError, ValueError):
+        saved = None
+    node = node_state(lab_root).get("node")
+    teardown(root, saved, log=log)
+    saved_file.unlink(missing_ok=True)
+    (root / "node.json").unlink(missing_ok=True)
+    if node and k8s.kubeconfig_path(lab_root).exists():
+        try:
+            k8s._api(k8s.kubeconfig_path(lab_root)).delete_node(node, _request_timeout=5)
+        except Exception:  # noqa: BLE001 - the control plane may be down already
+            pass
+
+
+def k8s_attestor_block(read_only_port: int) -> str:
+    """SPIRE's ``k8s`` workload attestor, reading the lab kubelet's read-only port on 127.0.0.1."""
+    return f"""    # Pods on the lab's real kubelet node: pod selectors from the kubelet's /pods
+    # (read-only port, 127.0.0.1 only). Added by lab/kubelet.py. The legacy container
+    # locator finds containers only under a pod's cgroup (kubepods/.../pod<uid>/<id>): the
+    # new one also takes the lab's docker containers (/docker/<id>, not pods of this kubelet)
+    # for pods, polls the kubelet for them and fails their attestation after 30 s.
+    WorkloadAttestor "k8s" {{
+        plugin_data {{
+            kubelet_read_only_port = {read_only_port}
+            use_new_container_locator = false
+        }}
+    }}
+
+"""
+
+
+def add_k8s_attestor(agent_conf: Path, read_only_port: int) -> bool:
+    """Add (or re-point) the ``k8s`` workload attestor in *agent_conf*, next to the docker one.
+
+    Returns True when the file changed (the agent must be restarted to load it).
+    """
+    import re
+
+    text = agent_conf.read_text()
+    block = re.compile(r'(?:    #[^\n]*\n)*    WorkloadAttestor "k8s" \{\n.*?\n    \}\n\n?', re.S)
+    if block.search(text):
+        new = block.sub(lambda _m: k8s_attestor_block(read_only_port), text, count=1)
+    else:
+        at = text.find('    # Workloads are identified by the labels')
+        if at < 0:
+            at = text.find('    WorkloadAttestor "docker"')
+        if at < 0:
+            raise LabError("no docker WorkloadAttestor in the agent config", expected=str(agent_conf),
+                           found="no 'WorkloadAttestor \"docker\"' block")
+        new = text[:at] + k8s_attestor_block(read_only_port) + text[at:]
+    if new == text:
+        return False
+    agent_conf.write_text(new)
+    return True
+
+
+#: The workload's ``k8s`` selectors: the guide's Deployment runs in namespace default, pods labelled
+#: app=mtls-demo. Registered next to the docker-selected entry, under the same agent.
+K8S_SELECTORS = ("k8s:ns:default", "k8s:pod-label:app:mtls-demo")
+#: The lab variants of the guide's manifests (agent socket directory, no spire-agent binary or TPM
+#: device, nodeSelector to the real node); relative to the project.
+LAB_MANIFESTS = {3: Path("workload/k8s/lab/phase3/mtls-app.yaml"), 4: Path("workload/k8s/lab/phase4/mtls-app.yaml")}
+
+
+def attest_pods(lab_root: Path, target, *, log: Log = print) -> str:
+    """Have *target*'s agent attest the pods of :func:`up`'s node: add the ``k8s`` workload attestor
+    (restarting the agent when its config changed) and register the workload with
+    :data:`K8S_SELECTORS` under the agent's ID (once). Returns the agent's SPIFFE ID."""
+    from spire_migration import services
+
+    state = node_state(lab_root)
+    if not state:
+        raise LabError("no kubelet node under the lab root", expected=str(node_root(lab_root) / "node.json"),
+                       found="missing", remedy="lab.kubelet.up(lab_root) first")
+    if add_k8s_attestor(target.agent.config, state["read_only_port"]):
+        services.stop_agent(target)
+        agent_id = services.wait_agent_ready(target, services.start_agent(target))
+        log(f"spire-agent restarted with the k8s workload attestor (kubelet 127.0.0.1:{state['read_only_port']})")
+    else:
+        agent_id = services.agent_identity(target)
+    server = services.server_cli(target)
+    want = sorted(K8S_SELECTORS)
+    have = [e for e in server.entries()
+            if sorted(f"{s['type']}:{s['value']}" for s in e.get("selectors", [])) == want]
+    if not have:
+        result = server.create_entries([{"spiffe_id": target.workload.spiffe_id, "parent_id": agent_id,
+                                         "selectors": [dict(zip(("type", "value"), s.split(":", 1)))
+                                                       for s in K8S_SELECTORS]}])
+        if result.failed:
+            raise LabError("could not register the k8s-selected workload", expected="entry created",
+                           found=str(result.failed))
+        log(f"registered {target.workload.spiffe_id} ({', '.join(K8S_SELECTORS)}) under {agent_id}")
+    return agent_id
+
+
+def pod_runtime(lab_root: Path, target):
+    """The suite's ``kubernetes`` runtime for the real node: the lab's cluster and manifests."""
+    from spire_migration.runtimes import get_runtime
+
+    return get_runtime(target, runtime="kubernetes", kubeconfig=k8s.kubeconfig_path(lab_root),
+                       manifest_phase3=LAB_MANIFESTS[3], manifest_phase4=LAB_MANIFESTS[4],
+                       selectors=list(K8S_SELECTORS))
 
 
 def main(argv: list[str] | None = None) -> int:

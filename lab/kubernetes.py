@@ -70,18 +70,18 @@ def bin_dir() -> Path:
     return build_root() / "bin"
 
 
-def _go_env() -> dict[str, str]:
+def _go_env(cgo: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "GOBIN"}
-    env.update({"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false -trimpath",
-                "GOWORK": "off"})
+    env.update({"GOTOOLCHAIN": "local", "CGO_ENABLED": "1" if cgo else "0",
+                "GOFLAGS": "-buildvcs=false -trimpath", "GOWORK": "off"})
     return env
 
 
-def _go(args: list[str], cwd: Path, what: str) -> str:
+def _go(args: list[str], cwd: Path, what: str, cgo: bool = False) -> str:
     if shutil.which("go") is None:
         raise LabError("Go is not installed", expected="go >= 1.26 on PATH", found="no go binary",
                        remedy="install Go 1.26")
-    proc = subprocess.run(["go", *args], cwd=cwd, env=_go_env(), capture_output=True, text=True)
+    proc = subprocess.run(["go", *args], cwd=cwd, env=_go_env(cgo), capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-25:])
         raise LabError(f"go {' '.join(args[:2])} failed while building {what}",

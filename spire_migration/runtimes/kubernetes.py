@@ -113,7 +113,18 @@ class KubernetesRuntime(WorkloadRuntime):
         if phase == 4 and agent_id:
             _set_env(container, "SPIRE_AGENT_ID", agent_id)
         for vol in pod.get("volumes", []):
-            if vol["name"] == "spire-agent-socket":
+            if vol["name"] != "spire-agent-socket":
+                continue
+            if vol["hostPath"].get("type") in ("Directory", "DirectoryOrCreate"):
+                # The socket's directory (survives the agent recreating its socket on restart):
+                # point the app at the socket inside wherever the directory is mounted.
+                vol["hostPath"]["path"] = str(self.agent_socket.parent)
+                mount = next((m for m in container.get("volumeMounts", []) if m.get("name") == vol["name"]),
+                             None)
+                if mount is not None:
+                    _set_env(container, "SPIFFE_ENDPOINT_SOCKET",
+                             f"unix://{mount['mountPath'].rstrip('/')}/{self.agent_socket.name}")
+            else:
                 vol["hostPath"]["path"] = str(self.agent_socket)
         for i, (host, inside) in enumerate(self._ro_mounts(self.spec.ro_mounts)):
             pod.setdefault("volumes", []).append({"name": f"ro-mount-{i}", "hostPath": {"path": host}})

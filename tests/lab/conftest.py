@@ -50,7 +50,8 @@ class Lab:
         return self.target_path
 
     def down(self) -> None:
-        core.down(self.root, log=lambda m: None)
+        """Stop everything by pid and remove the root (failures keep their log tails in messages)."""
+        core.down(self.root, purge=True, log=lambda m: None)
 
     @property
     def target(self) -> Target:

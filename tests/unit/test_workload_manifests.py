@@ -50,3 +50,40 @@ def test_volumes_are_the_guides(phase: int) -> None:
         assert volumes["tpm-device"] == {"path": "/dev/tpmrm0", "type": "CharDevice"}
     mounts = {m["name"] for m in spec["containers"][0]["volumeMounts"]}
     assert mounts == set(volumes), "every volume is mounted, and only those"
+
+
+LAB_MANIFESTS = {3: ROOT / "workload/k8s/lab/phase3/mtls-app.yaml", 4: ROOT / "workload/k8s/lab/phase4/mtls-app.yaml"}
+
+
+@pytest.mark.parametrize("phase", [3, 4])
+def test_lab_variant_runs_on_the_real_node_with_the_socket_directory(phase: int) -> None:
+    """workload/k8s/lab/ (lab/kubelet.py's node): the guide's Deployment, with the agent socket's
+    directory mounted and the real node selected; the runtime points the app at the socket in it."""
+    from spire_migration.runtimes import get_runtime
+    from spire_migration.target import Target
+
+    guide, lab = deployment(phase), next(d for d in yaml.safe_load_all(LAB_MANIFESTS[phase].read_text()) if d)
+    assert lab["metadata"] == guide["metadata"] and lab["spec"]["selector"] == guide["spec"]["selector"]
+    assert lab["spec"]["template"]["metadata"] == guide["spec"]["template"]["metadata"]
+    spec = lab["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"lab.spire-migration.io/kubelet": "true"}
+    assert [v["name"] for v in spec["volumes"]] == ["spire-agent-socket"]
+    assert spec["volumes"][0]["hostPath"]["type"] == "Directory"
+
+    target = Target.from_dict({"workload": {"runtime": "kubernetes", "spiffe_id": "spiffe://example.org/w",
+                                            "manifest_phase3": str(LAB_MANIFESTS[3]),
+                                            "manifest_phase4": str(LAB_MANIFESTS[4]),
+                                            "agent_socket": "/run/lab/agent/public/api.sock"}})
+    dep = get_runtime(target).manifest(phase, "spiffe://example.org/spire/agent/tpm_devid/x")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["hostPath"] == {"path": "/run/lab/agent/public", "type": "Directory"}
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["SPIFFE_ENDPOINT_SOCKET"] == "unix:///run/spire-agent/public/api.sock"
+    assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/run/spire-agent/public"
+
+    # The guide's manifests keep the socket-file mount: the path is the socket itself.
+    guide_target = Target.from_dict({"workload": {"runtime": "kubernetes", "spiffe_id": "spiffe://example.org/w",
+                                                  "agent_socket": "/run/lab/agent/public/api.sock"}})
+    gpod = get_runtime(guide_target).manifest(phase, None)["spec"]["template"]["spec"]
+    vol = next(v for v in gpod["volumes"] if v["name"] == "spire-agent-socket")
+    assert vol["hostPath"] == {"path": "/run/lab/agent/public/api.sock", "type": "Socket"}
