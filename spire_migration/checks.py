@@ -60,28 +60,29 @@ def guarded(fn):
 
 
 # -- processes ----------------------------------------------------------------
+def _running(component: str, info, cli, spec, remedy: str) -> CheckResult:
+    """One SPIRE process: found by pid file (or socket owner) and answering healthcheck."""
+    healthy = info is not None and cli.healthy()
+    found = (f"pid {info.pid}, healthy" if healthy else
+             f"no spire-{component} process" if info is None else f"pid {info.pid}, healthcheck failed")
+    return _result(f"SPIRE {component} running and healthy", healthy,
+                   f"a spire-{component} process (pid file {spec.pid_file}) answering healthcheck on {spec.socket}",
+                   found, remedy=remedy, pid=info.pid if info else None)
+
+
 @guarded
 def server_running(node: Node) -> CheckResult:
     """The SPIRE server is running and healthy."""
-    info = node.server_proc()
-    healthy = info is not None and node.server.healthy()
-    return _result("SPIRE server running and healthy", healthy,
-                   f"a spire-server process (pid file {node.target.server.pid_file}) answering healthcheck on {node.target.server.socket}",
-                   f"pid {info.pid}, healthy" if healthy else ("no spire-server process" if info is None else f"pid {info.pid}, healthcheck failed"),
-                   remedy=f"start the server: {node.target.server_bin} run -config {node.target.server.config}; read {node.target.server.log}",
-                   pid=info.pid if info else None)
+    t = node.target
+    return _running("server", node.server_proc(), node.server, t.server,
+                    f"start the server: {t.server_bin} run -config {t.server.config}; read {t.server.log}")
 
 
 @guarded
 def agent_running(node: Node) -> CheckResult:
     """The SPIRE agent is running and healthy."""
-    info = node.agent_proc()
-    healthy = info is not None and node.agent.healthy()
-    return _result("SPIRE agent running and healthy", healthy,
-                   f"a spire-agent process (pid file {node.target.agent.pid_file}) answering healthcheck on {node.target.agent.socket}",
-                   f"pid {info.pid}, healthy" if healthy else ("no spire-agent process" if info is None else f"pid {info.pid}, healthcheck failed"),
-                   remedy=f"start the agent; read {node.target.agent.log}",
-                   pid=info.pid if info else None)
+    return _running("agent", node.agent_proc(), node.agent, node.target.agent,
+                    f"start the agent; read {node.target.agent.log}")
 
 
 @guarded
