@@ -8,55 +8,18 @@ found, the evidence read, and the guide's remedy; step definitions assert on
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from . import tpm
-from .errors import MigrationError
 from .node import Node
 from .redact import redact
 from .spire import id_str, selector_strs
+from .verdict import CheckResult, check, guarded  # noqa: F401  (re-exported for old callers)
 
 
-@dataclass
-class CheckResult:
-    """The outcome of one check."""
-
-    title: str
-    ok: bool
-    expected: str
-    found: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    remedy: str = ""
-    #: A warning is a pass that the reports show with its text.
-    warnings: list[str] = field(default_factory=list)
-
-    def message(self) -> str:
-        text = f"{self.title}\n  expected: {self.expected}\n  found:    {self.found}"
-        for w in self.warnings:
-            text += f"\n  warning:  {w}"
-        if self.remedy and not self.ok:
-            text += f"\n  do:       {self.remedy}"
-        return redact(text)
-
-
-def _result(title: str, ok: bool, expected: str, found: str, remedy: str = "", **evidence: Any) -> CheckResult:
-    return CheckResult(title, ok, expected, redact(found), {k: v for k, v in evidence.items()}, remedy)
-
-
-def guarded(fn):
-    """Turn a MigrationError raised while reading into a failed result that names it."""
-    def wrapper(*args, **kwargs) -> CheckResult:
-        try:
-            return fn(*args, **kwargs)
-        except MigrationError as exc:
-            return CheckResult(fn.__doc__.splitlines()[0].rstrip("."), False,
-                               exc.expected or "a readable state", exc.found or exc.message,
-                               {"error": exc.message}, exc.remedy or "")
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
+# The kernel moved to verdict.py; these names stay importable until every caller uses it.
+_result = check
 
 
 # -- processes ----------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,12 @@ from .node import TPM_ATTESTORS
 from .redact import redact
 from .spire import id_str
 from .target import Target
+from .verdict import StepResult
 
 BACKUP = "server.conf.before-finalize"
 
 
-@dataclass
-class FinalizeResult:
-    changes: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    planned: bool = False
+FinalizeResult = StepResult  # the old name, kept importable for the step definitions
 
 
 def known_nodes(t: Target) -> dict[str, str]:
@@ -72,9 +68,9 @@ def describe(agent: dict[str, Any]) -> str:
     return redact(f"{agent['id']} ({agent['node']}; serves {work})")
 
 
-def finalize(t: Target, journal: Journal, plan: bool = False) -> FinalizeResult:
+def finalize(t: Target, journal: Journal, plan: bool = False) -> StepResult:
     """Remove the join_token NodeAttestor from the server, or refuse naming the agents left."""
-    result = FinalizeResult(planned=plan)
+    result = StepResult("after_migration_finalize", planned=plan)
     cfg = HclConfig.load(t.server.config)
     attestors = set(cfg.plugins("NodeAttestor"))
     if "join_token" in attestors:

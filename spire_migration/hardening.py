@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from . import logs, pcrs, tpm
-from .checks import CheckResult, _result
+from .verdict import CheckResult, check as _result, failed
 from .errors import ConfigError, MigrationError
 from .hclconfig import HclConfig
 from .hostview import HostView
@@ -31,11 +31,6 @@ GUIDE_H5 = "guide Security Hardening 5: Update Procedures: document how to handl
 PCR_SELECTOR_NEVER_MATCHES = (
     "SPIRE never matches tpm:pcr: selectors on workload entries (no node attestor emits them): such entries "
     "issue no SVID; bind workloads to TPM nodes with a node alias entry instead (README, deviations)")
-
-
-def _failed(title: str, exc: MigrationError) -> CheckResult:
-    return CheckResult(title, False, exc.expected or "a readable state", exc.found or exc.message,
-                       {"error": exc.message}, exc.remedy or "")
 
 
 def agent_config(view: HostView, target: Target) -> HclConfig | None:
@@ -144,7 +139,7 @@ def pcr_usage_documented(view: HostView, target: Target, entries: list[dict[str,
             try:
                 current[bank] = tpm.pcr_read(target.tpm, bank, sorted({u.index for u in uses if u.bank == bank}))
             except MigrationError as exc:
-                return _failed(title, exc)
+                return failed(title, exc)
     else:
         warnings.append(f"current PCR values not read: tpm2-pytss reads the TPM only where the suite runs, "
                         f"not on {view.name}; run the suite on that node for this comparison")

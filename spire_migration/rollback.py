@@ -74,14 +74,8 @@ class Rollback(JournaledRun):
         began = self.journal.data["steps"].get("guide_step_1", {}).get("at")
         return began is None or rec.get("at", 0) >= began
 
-    def _result(self, n: int, changes: list[str], notes: list[str] | None = None) -> StepResult:
-        step = f"rollback_step_{n}"
-        changes = [redact(c) for c in changes]
-        if not self.plan:
-            self.journal.complete(step, changes)
-        for c in changes:
-            self.log(f"{step}: {'would ' if self.plan else ''}{c}")
-        return StepResult(step, changes, [redact(x) for x in notes or []], self.plan)
+    def _result(self, n: int, changes: list[str], notes: list[str] | None = None, **evidence) -> StepResult:
+        return self.finish(f"rollback_step_{n}", changes, notes, **evidence)
 
     def _require_migration(self) -> None:
         j = self.journal
