@@ -22,7 +22,6 @@ from typing import Any
 from . import attestor as att
 from . import pcrs, tpm
 from .errors import MigrationError
-from .hclconfig import HclConfig
 from .journal import Journal
 from .node import TPM_ATTESTORS, Node
 from .redact import redact
@@ -60,22 +59,12 @@ class Diagnosis:
         return redact("\n".join(lines))
 
 
-def _tail(path: Path, lines: int = 200, words: tuple[str, ...] = ()) -> list[str]:
-    try:
-        text = path.read_text(errors="replace").splitlines()[-lines:]
-    except FileNotFoundError:
-        return []
+def _tail(node: Node, component: str, lines: int = 200, words: tuple[str, ...] = ()) -> list[str]:
+    text = node.log_lines(component)[-lines:]
     if words:
         text = [ln for ln in text if any(w in ln.lower() for w in words) and "PID attested" not in ln
                 and "Plugin " not in ln and "Configured plugin" not in ln]
     return [redact(ln.strip())[:300] for ln in text]
-
-
-def _cfg(path: Path) -> HclConfig | None:
-    try:
-        return HclConfig.load(path)
-    except MigrationError:
-        return None
 
 
 # -- Issue 1 ------------------------------------------------------------------------
@@ -95,9 +84,9 @@ def issue1_attestation(node: Node) -> Diagnosis:
     d = Diagnosis(1, "Agent Fails to Attest with TPM", "unknown", "", resolution=list(ISSUE1_RESOLUTION),
                   warnings=[TPM2_CLEAR_WARNING])
     words = ("level=error", "level=warn", "tpm", "devid", "endorsement", "join_token", "attestation")
-    agent_log = _tail(t.agent.log, 400, words)[-12:]
-    server_log = _tail(t.server.log, 400, words)[-12:]
-    agent_cfg, server_cfg = _cfg(t.agent.config), _cfg(t.server.config)
+    agent_log = _tail(node, "agent", 400, words)[-12:]
+    server_log = _tail(node, "server", 400, words)[-12:]
+    agent_cfg, server_cfg = node.agent_config(missing_ok=True), node.server_config(missing_ok=True)
     agent_att = set(agent_cfg.plugins("NodeAttestor")) if agent_cfg else set()
     server_att = set(server_cfg.plugins("NodeAttestor")) if server_cfg else set()
     proc = node.agent_proc()
@@ -213,7 +202,7 @@ ISSUE2_RESOLUTION = [
 
 
 def expected_parent(node: Node) -> str | None:
-    cfg = _cfg(node.target.agent.config)
+    cfg = node.agent_config(missing_ok=True)
     if cfg and set(cfg.plugins("NodeAttestor")) & set(TPM_ATTESTORS):
         return att.expected_agent_id(node.target) or node.agent_id()
     return node.agent_id()
@@ -263,8 +252,8 @@ def issue2_parent_not_found(node: Node, parent_id: str | None = None, deadline_s
                  f"the agent has not attested. Agent IDs that exist: {listed or 'none'}")
     proc = node.agent_proc()
     d.evidence.append(f"agent process: {proc.command if proc else 'not running'}")
-    d.evidence += [f"server log: {ln}" for ln in _tail(t.server.log, 300, ("attest", "error"))[-5:]]
-    d.evidence += [f"agent log: {ln}" for ln in _tail(t.agent.log, 300, ("attest", "error"))[-5:]]
+    d.evidence += [f"server log: {ln}" for ln in _tail(node, "server", 300, ("attest", "error"))[-5:]]
+    d.evidence += [f"agent log: {ln}" for ln in _tail(node, "agent", 300, ("attest", "error"))[-5:]]
     d.resolution.append("note: SPIRE 1.15.3 does not itself refuse an entry whose parent has not attested: "
                         "the entry is created and never served; the suite checks the parent first")
     return d

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from datetime import datetime, timezone
 
-from . import attestor, checks, guide_lint, services, tpm
+from . import attestor, guide_lint, premigration, services, tpm
 from .errors import ConfigError, MigrationError, SpireError, TPMError
 from .faults import checkpoint
 from .hclconfig import HclConfig, write_atomic
@@ -90,9 +90,9 @@ class Migration(JournaledRun):
             raise ConfigError("the node is not in Phase 3 and no migration journal explains it",
                               expected="Phase 3 (agent.conf with join_token, agent attested by join_token)",
                               found=phase.value, remedy="run `pytest -m validate` to see where it stands")
-        results = [checks.server_running(node), checks.agent_running(node),
-                   checks.agent_attested_by(node, "join_token"), checks.workload_entry_under_agent(node),
-                   checks.workload_verified(node)]
+        results = [premigration.server_running(node), premigration.agent_running(node),
+                   premigration.agent_attested_by(node, "join_token"), premigration.workload_entry_under_agent(node),
+                   premigration.workload_verified(node)]
         failed = [r for r in results if not r.ok]
         if failed:
             raise MigrationError("Phase 3 is not working: the migration does not start",

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import attestor, checks, services
+from . import attestor, premigration, services
 from .errors import JournalError, MigrationError
 from .journal import Journal, sha256_file, write_atomic
 from .migration import IDENTITY
@@ -262,15 +262,15 @@ class Rollback(JournaledRun):
             return self._result(4, [], ["expect Phase 3: pre-migration checks pass, workload VERIFIED"])
         node = self.node
         since = self.journal.fact("rollback_deployed_at")
-        results = [checks.server_running(node), checks.agent_running(node),
-                   checks.agent_attested_by(node, "join_token"), checks.workload_entry_under_agent(node)]
+        results = [premigration.server_running(node), premigration.agent_running(node),
+                   premigration.agent_attested_by(node, "join_token"), premigration.workload_entry_under_agent(node)]
         rt = node.runtime
         problems = [r.message() for r in results if not r.ok]
         if not problems:
             for inst in [i for i in rt.instances() if "client" in i.name and i.state.lower() == "running"]:
                 rt.wait_for_log(inst, "VERIFIED", self.t.thresholds.start_timeout_s,
                                 datetime.fromisoformat(since) if since else None)
-            verified = checks.workload_verified(node, datetime.fromisoformat(since) if since else None)
+            verified = premigration.workload_verified(node, datetime.fromisoformat(since) if since else None)
             results.append(verified)
             if not verified.ok:
                 problems.append(verified.message())

@@ -6,7 +6,7 @@ import pytest
 from pytest_bdd import given, then, when
 
 from spire_migration import finalize as fin
-from spire_migration.checks import CheckResult
+from spire_migration.verdict import CheckResult
 from spire_migration.journal import Journal
 from spire_migration.node import TPM_ATTESTORS, Node
 from spire_migration.redact import redact

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from spire_migration import checks
+from spire_migration import premigration as checks
 from spire_migration.journal import Journal, sha256_file
 from spire_migration.rollback import MIGRATION_STEPS, Rollback, backup_path
 from spire_migration.steprun import StepResult

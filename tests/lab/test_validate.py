@@ -104,7 +104,7 @@ def _assert_only(run: SuiteRun, failing: str, needles: list[str], dependents: di
 def _wait_workload(lab: Lab, timeout: float = 60, verified: bool = True) -> None:
     """Poll until the workload's `check` mode verifies again (after a restore), or fails (after a break)."""
     from spire_migration.node import Node
-    from spire_migration.postchecks import workload_check
+    from spire_migration.postmigration import workload_check
 
     deadline = time.monotonic() + timeout
     while True:
