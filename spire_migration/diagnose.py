@@ -23,8 +23,9 @@ from . import attestor as att
 from . import pcrs, tpm
 from .errors import MigrationError
 from .journal import Journal
-from .node import TPM_ATTESTORS, Node
+from .node import Node
 from .redact import redact
+from .spiffe_ids import TPM_ATTESTORS, is_join_token_agent, is_tpm_agent
 from .spire import id_str
 from .target import TPMSpec
 
@@ -114,7 +115,7 @@ def issue1_attestation(node: Node) -> Diagnosis:
                 jt_sources.append(f"agent.conf sets agent.{key}")
     if t.agent.join_token_file:
         jt_sources.append(f"the target passes agent.join_token_file {t.agent.join_token_file}")
-    if tpm_name and (jt_sources or "/spire/agent/join_token/" in ident):
+    if tpm_name and (jt_sources or is_join_token_agent(ident)):
         return found("join_token_passed", "a join token is still passed to the agent: SPIRE then attests "
                      "by join_token whatever NodeAttestor agent.conf names (guide Step 6 does exactly this)",
                      *(jt_sources or [f"agent.conf names {tpm_name} but the agent's SVID is a join_token one"]),
@@ -124,7 +125,7 @@ def issue1_attestation(node: Node) -> Diagnosis:
         d.cause = "not_applicable"
         d.summary = "agent.conf has no TPM NodeAttestor yet (Phase 3): the agent is not meant to attest with the TPM"
         return d
-    if ident and any(f"/spire/agent/{a}/" in ident for a in TPM_ATTESTORS) and record \
+    if is_tpm_agent(ident) and record \
             and record.get("attestation_type") in TPM_ATTESTORS:
         d.cause, d.summary = "none", f"no fault: the agent is attested by {record.get('attestation_type')}"
         d.warnings = [TPM2_CLEAR_WARNING]
@@ -268,12 +269,6 @@ ISSUE3_RESOLUTION = [
     "selectors, so a workload entry with one is never matched: bind workloads to TPM nodes with a node "
     "alias built from tpm_devid selectors instead",
 ]
-
-
-def record_pcr_expectations(node: Node, journal: Journal, indices: list[int], bank: str = "sha256") -> dict[str, str]:
-    """Document the expected PCR values in the journal (:func:`pcrs.record_expectations`); flat view."""
-    pcrs.record_expectations(node.target, journal, indices, bank=bank, note="diagnose")
-    return {f"{b}:{i}": v for b, values in pcrs.recorded(journal).items() for i, v in values.items()}
 
 
 def issue3_pcr_changed(node: Node, journal: Journal | None) -> Diagnosis:

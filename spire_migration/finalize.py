@@ -13,16 +13,14 @@ workloads registered under them).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-
-from pathlib import Path
 from typing import Any
 
 from . import services
 from .errors import ConfigError, MigrationError, TargetError
 from .hclconfig import HclConfig, write_atomic
 from .journal import Journal
-from .node import TPM_ATTESTORS
 from .redact import redact
+from .spiffe_ids import TPM_ATTESTORS
 from .spire import id_str
 from .target import Target
 from .verdict import StepResult
@@ -38,7 +36,7 @@ def known_nodes(t: Target) -> dict[str, str]:
     out: dict[str, str] = {}
     if t.source is None:
         return out
-    for path in sorted(Path(t.source).parent.glob("target-*.toml")):
+    for path in t.siblings():
         try:
             other = Target.load(path)
         except TargetError:

@@ -23,6 +23,7 @@ from .hclconfig import HclConfig, write_atomic
 from .node import Phase
 from .redact import redact
 from .reregister import apply_reparent, plan_reparent
+from .spiffe_ids import is_join_token_agent, is_tpm_agent
 from .steprun import JournaledRun, StepResult
 
 IDENTITY = "identity.json"   # backups/: the full old agent ID (holds a spent join token)
@@ -45,11 +46,11 @@ class Migration(JournaledRun):
         if path.exists():
             return json.loads(path.read_text())["old_agent_id"]
         ident = services.agent_identity(self.t)
-        return ident if ident and "/spire/agent/join_token/" in ident else None
+        return ident if is_join_token_agent(ident) else None
 
     def new_agent_id(self) -> str | None:
         ident = services.agent_identity(self.t)
-        if ident and any(f"/spire/agent/{a}/" in ident for a in ("tpm_devid", "tpm")):
+        if is_tpm_agent(ident):
             return ident
         return attestor.expected_agent_id(self.t)
 

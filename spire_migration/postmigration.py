@@ -31,6 +31,7 @@ from .hclconfig import HclConfig
 from .node import Node
 from .process import ProcInfo
 from .redact import redact
+from .spiffe_ids import is_join_token_agent
 from .spire import id_str, selector_strs
 from .verdict import CheckResult, check, guarded
 
@@ -167,7 +168,7 @@ def workloads_under_right_parent(node: Node) -> CheckResult:
     listed = {id_str(a["id"]) for a in node.agents}
     orphans = [redact(id_str(e["spiffe_id"])) + " under " + redact(id_str(e["parent_id"]))
                for e in node.entries
-               if "/spire/agent/join_token/" in id_str(e["parent_id"]) and id_str(e["parent_id"]) not in listed]
+               if is_join_token_agent(id_str(e["parent_id"])) and id_str(e["parent_id"]) not in listed]
     ok = base.ok and not orphans
     found = base.found
     if not base.ok:

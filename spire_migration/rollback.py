@@ -39,9 +39,10 @@ from . import attestor, premigration, services
 from .errors import JournalError, MigrationError
 from .journal import Journal, sha256_file, write_atomic
 from .migration import IDENTITY
-from .node import TPM_ATTESTORS, Node, Phase
+from .node import Node, Phase
 from .redact import redact
 from .reregister import apply_reparent, moved_content, plan_reparent
+from .spiffe_ids import TPM_ATTESTORS, is_join_token_agent, is_tpm_agent
 from .spire import entry_content, id_str
 from .steprun import JournaledRun, StepResult
 
@@ -96,7 +97,7 @@ class Rollback(JournaledRun):
     def tpm_agent_id(self) -> str | None:
         """This node's TPM agent ID (recorded by migration step 7, else derived from the DevID)."""
         recorded = self.journal.fact("new_agent_id")
-        if recorded and any(f"/spire/agent/{a}/" in recorded for a in TPM_ATTESTORS):
+        if is_tpm_agent(recorded):
             return recorded
         try:
             return attestor.expected_agent_id(self.t)
@@ -245,7 +246,7 @@ class Rollback(JournaledRun):
     def _current_new_join_token_agent(self, old_jt: str | None) -> str | None:
         """The agent's ID when it already runs attested by a *new* join token (a resumed step 3)."""
         ident = services.agent_identity(self.t)
-        if not ident or "/spire/agent/join_token/" not in ident or ident == old_jt:
+        if not is_join_token_agent(ident) or ident == old_jt:
             return None
         if services.agent_proc(self.t) is None or not services.agent_cli(self.t).healthy():
             return None
