@@ -28,9 +28,6 @@ from .verdict import StepResult
 BACKUP = "server.conf.before-finalize"
 
 
-FinalizeResult = StepResult  # the old name, kept importable for the step definitions
-
-
 def known_nodes(t: Target) -> dict[str, str]:
     """Agent ID -> node name, from the target descriptions next to this one (``target-*.toml``)."""
     out: dict[str, str] = {}

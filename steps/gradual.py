@@ -6,11 +6,11 @@ import pytest
 from pytest_bdd import given, then, when
 
 from spire_migration import finalize as fin
-from spire_migration.verdict import CheckResult
 from spire_migration.journal import Journal
 from spire_migration.node import TPM_ATTESTORS, Node
 from spire_migration.redact import redact
 from spire_migration.target import Target
+from spire_migration.verdict import CheckResult, StepResult
 
 from .common import require
 
@@ -57,14 +57,14 @@ def _fin_journal(finalize_journal: Journal, target: Target, set_fact) -> Journal
 
 
 @when("the join_token node attestor is removed from the server", target_fixture="fin_outcome")
-def _finalize(target: Target, fin_journal: Journal, plan_only: bool, record_changes) -> fin.FinalizeResult:
+def _finalize(target: Target, fin_journal: Journal, plan_only: bool, record_changes) -> StepResult:
     result = fin.finalize(target, fin_journal, plan=plan_only)
     record_changes("finalize", result.changes)
     return result
 
 
 @then("the server config has no join_token node attestor and the server is healthy")
-def _no_join_token(node: Node, fin_outcome: fin.FinalizeResult) -> None:
+def _no_join_token(node: Node, fin_outcome: StepResult) -> None:
     if fin_outcome.planned:
         return
     found = sorted(node.server_config().plugins("NodeAttestor"))
@@ -73,7 +73,7 @@ def _no_join_token(node: Node, fin_outcome: fin.FinalizeResult) -> None:
 
 
 @then("every agent of the server is TPM-attested")
-def _all_tpm(node: Node, fin_outcome: fin.FinalizeResult, record) -> None:
+def _all_tpm(node: Node, fin_outcome: StepResult, record) -> None:
     if fin_outcome.planned:
         return
     groups = fin.agents_by_attestor(node.target)

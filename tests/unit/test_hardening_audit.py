@@ -9,11 +9,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from spire_migration import audit, hardening, report
-from spire_migration.verdict import CheckResult
 from spire_migration.hostview import FileStat, HostView
 from spire_migration.node import Node
 from spire_migration.report import Run
 from spire_migration.target import Target
+from spire_migration.verdict import CheckResult
 
 AGENT_CONF = '''agent { data_dir = "/d" }
 plugins {
