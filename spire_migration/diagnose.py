@@ -321,25 +321,13 @@ ISSUE4_RESOLUTION = [
 ]
 
 
-def _cpu_ticks(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+def _cpu_ticks(node: Node, pid: int) -> int | None:
+    """utime + stime of *pid*, from /proc/<pid>/stat on the node."""
+    stat = node.view.read_text(f"/proc/{pid}/stat")
+    if not stat:
         return None
     fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])   # utime + stime
-
-
-def agent_cpu_percent(pid: int, interval: float) -> float | None:
-    """CPU used by *pid* over *interval* seconds, in percent of one CPU (from /proc/<pid>/stat)."""
-    start, t0 = _cpu_ticks(pid), time.monotonic()
-    deadline = t0 + interval
-    while time.monotonic() < deadline:
-        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-    end, t1 = _cpu_ticks(pid), time.monotonic()
-    if start is None or end is None:
-        return None
-    return 100.0 * (end - start) / os.sysconf("SC_CLK_TCK") / (t1 - t0)
+    return int(fields[11]) + int(fields[12])
 
 
 def issue4_performance(node: Node, samples: int = 5, timeout: float = 10.0) -> Diagnosis:
@@ -357,9 +345,9 @@ def issue4_performance(node: Node, samples: int = 5, timeout: float = 10.0) -> D
 
     def measure_cpu() -> None:
         if proc is not None:
-            start, s0 = _cpu_ticks(proc.pid), time.monotonic()
+            start, s0 = _cpu_ticks(node, proc.pid), time.monotonic()
             stop.wait(timeout=samples * timeout)
-            end, s1 = _cpu_ticks(proc.pid), time.monotonic()
+            end, s1 = _cpu_ticks(node, proc.pid), time.monotonic()
             if start is not None and end is not None and s1 > s0:
                 cpu[0] = 100.0 * (end - start) / os.sysconf("SC_CLK_TCK") / (s1 - s0)
 

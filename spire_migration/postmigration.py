@@ -187,13 +187,13 @@ def workloads_under_right_parent(node: Node) -> CheckResult:
 
 # -- post_check_5 -------------------------------------------------------------------
 @guarded
-def workloads_fetch_svids(node: Node, check: dict[str, Any]) -> CheckResult:
+def workloads_fetch_svids(node: Node, fetch: dict[str, Any]) -> CheckResult:
     """The workload's instances run and fetch their SVID."""
     t = node.target
     instances = node.runtime.instances()
     running = [i for i in instances if i.state.lower() == "running"]
     phase4 = [i for i in running if i.phase == 4]
-    got = check.get("spiffe_id")
+    got = fetch.get("spiffe_id")
     ok = bool(phase4) and len(running) == len(instances) and got == t.workload.spiffe_id
     problems = []
     if not phase4:
@@ -201,26 +201,26 @@ def workloads_fetch_svids(node: Node, check: dict[str, Any]) -> CheckResult:
     elif len(running) != len(instances):
         problems.append(f"not all instances run: {[(i.name, i.state) for i in instances]}")
     if got != t.workload.spiffe_id:
-        problems.append(f"fetch gave {got!r}: {check.get('error') or check.get('found') or 'no SVID'}")
+        problems.append(f"fetch gave {got!r}: {fetch.get('error') or fetch.get('found') or 'no SVID'}")
     return check("workloads run and fetch their SVIDs", ok,
                  f"every instance running (phase 4) and an X.509 SVID {t.workload.spiffe_id} fetched now",
                  "; ".join(problems) if problems else f"{len(running)} instance(s) running, fetched {got}",
                  remedy=f"cause: {likely_cause(node)}" if not ok else "",
                  instances=[f"{i.name}:{i.state}:phase{i.phase}" for i in instances], spiffe_id=got,
-                 fetch_ms=check.get("fetch_ms"))
+                 fetch_ms=fetch.get("fetch_ms"))
 
 
 # -- post_check_6 -------------------------------------------------------------------
 @guarded
-def mtls_works(node: Node, check: dict[str, Any]) -> CheckResult:
+def mtls_works(node: Node, fetch: dict[str, Any]) -> CheckResult:
     """mTLS between the workload's client and server works, both sides authorized by SPIFFE ID."""
     peer = node.target.workload.peer_id or node.target.workload.spiffe_id
-    ok = bool(check.get("verified")) and check.get("peer_id") == peer
-    found = (f"verified, peer {check.get('peer_id')}" if ok else
-             f"not verified: {check.get('error') or check.get('found') or 'no answer'}; peer {check.get('peer_id')!r}")
+    ok = bool(fetch.get("verified")) and fetch.get("peer_id") == peer
+    found = (f"verified, peer {fetch.get('peer_id')}" if ok else
+             f"not verified: {fetch.get('error') or fetch.get('found') or 'no answer'}; peer {fetch.get('peer_id')!r}")
     return check("mTLS communication works", ok, f"an mTLS exchange verified, peer {peer}", found,
                  remedy=f"cause: {likely_cause(node)}" if not ok else "",
-                 peer_id=check.get("peer_id"), verified=check.get("verified"))
+                 peer_id=fetch.get("peer_id"), verified=fetch.get("verified"))
 
 
 # -- post_check_7 -------------------------------------------------------------------
@@ -316,13 +316,13 @@ def workload_logs_success(node: Node, facts: dict[str, Any]) -> CheckResult:
 
 # -- post_check_10 ------------------------------------------------------------------
 @guarded
-def performance(node: Node, check: dict[str, Any]) -> CheckResult:
+def performance(node: Node, fetch: dict[str, Any]) -> CheckResult:
     """SVID fetch latency is under the target's threshold."""
     limit = node.target.thresholds.svid_fetch_ms
-    ms = check.get("fetch_ms")
+    ms = fetch.get("fetch_ms")
     ok = ms is not None and float(ms) <= limit
     found = (f"SVID fetch took {float(ms):.1f} ms" if ms is not None else
-             f"no SVID fetched: {check.get('error') or check.get('found') or 'no answer'}")
+             f"no SVID fetched: {fetch.get('error') or fetch.get('found') or 'no answer'}")
     remedy = ("guide Issue 4: use /dev/tpmrm0 for better concurrency, cache SVIDs in the application, "
               "check agent CPU; or raise thresholds.svid_fetch_ms if the limit is too tight"
               if ms is not None else f"cause: {likely_cause(node)}")

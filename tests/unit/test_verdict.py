@@ -39,3 +39,15 @@ def test_step_result_carries_evidence_and_checks() -> None:
     step.prove(check("server conf", False, "dual", "join_token only"))
     assert not step.ok and step.evidence["diff"] == "+NodeAttestor"
     assert check("w", True, "e", "f").warn("careful").warnings == ["careful"]
+
+
+def test_checks_over_a_workload_fetch_build_their_results() -> None:
+    """The checks that take the workload's fetch result name it apart from the kernel's ``check``."""
+    from spire_migration import postmigration
+    from spire_migration.node import Node
+    from spire_migration.target import Target
+
+    node = Node(Target())
+    fetch = {"verified": True, "peer_id": "spiffe://example.org/k8s-workload", "fetch_ms": 12.5}
+    assert postmigration.mtls_works(node, fetch).ok
+    assert postmigration.performance(node, fetch).evidence == {"fetch_ms": 12.5, "threshold_ms": 1000.0}
