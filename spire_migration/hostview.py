@@ -160,7 +160,6 @@ class LocalView(HostView):
         return FileStat(str(path), kind, st.st_uid, st.st_gid, _user(st.st_uid), _group(st.st_gid),
                         stat_mod.S_IMODE(m))
 
-
     def process(self, binary: str | Path, pid_file: str | Path,
                 socket: str | Path | None = None) -> ProcInfo | None:
         """By pid file, else by the owner of ``socket`` (see :func:`spire_migration.process.find`)."""
