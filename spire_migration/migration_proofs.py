@@ -31,11 +31,10 @@ from .steprun import StepResult
 
 
 def step_proof(title: str, problems: list[str], expected: str, found_ok: str, remedy: str,
-           outcome: StepResult, **evidence: Any) -> CheckResult:
-    """A result that fails naming every problem found, with the step's changes as evidence."""
+               **evidence: Any) -> CheckResult:
+    """A result that fails naming every problem found (``found_ok`` when none), with its evidence."""
     found = "; ".join(problems) if problems else found_ok
-    return CheckResult(title, not problems, expected, redact(found),
-                       {**evidence, "changes": list(outcome.changes)}, remedy)
+    return CheckResult(title, not problems, expected, redact(found), evidence, remedy)
 
 
 def exported_entries(run: Migration) -> list[dict[str, Any]]:
@@ -45,7 +44,7 @@ def exported_entries(run: Migration) -> list[dict[str, Any]]:
 
 # -- step 1 -----------------------------------------------------------------
 @guarded
-def old_agent_recorded(run: Migration, outcome: StepResult) -> CheckResult:
+def old_agent_recorded(run: Migration) -> CheckResult:
     """The old join_token agent ID is recorded in the journal, redacted."""
     path = run.journal.backups / IDENTITY
     old = run.old_agent_id()
@@ -60,7 +59,7 @@ def old_agent_recorded(run: Migration, outcome: StepResult) -> CheckResult:
         problems.append("journal.json does not hold the old agent ID redacted")
     return step_proof("old join_token agent ID recorded", problems,
                       f"the join_token agent ID ({prefix}<token>) in {path}, redacted in journal.json",
-                      f"agent before the migration: {old}", "re-run the migration from step 1", outcome,
+                      f"agent before the migration: {old}", "re-run the migration from step 1",
                       agent_before=old, journal_fact=fact, identity_backup=str(path),
                       phase_now=run.node.phase().value)
 
@@ -71,7 +70,7 @@ def _der_sha256(der: bytes | None) -> str | None:
 
 
 @guarded
-def tpm_ready(run: Migration, outcome: StepResult) -> CheckResult:
+def tpm_ready(run: Migration) -> CheckResult:
     """The TPM is a TPM 2.0 with a sha256 bank, an EK certificate and a re-creatable EK."""
     info = tpm.probe(run.t.tpm)
     problems = info.attestation_problems()
@@ -80,7 +79,7 @@ def tpm_ready(run: Migration, outcome: StepResult) -> CheckResult:
                       f"a TPM 2.0 at {run.t.tpm.device} with a sha256 bank, an EK certificate and its EK",
                       f"TPM {info.family} {info.manufacturer} at {info.path} ({info.kind}), banks {info.pcr_banks}, "
                       "EK certificate present", "enable the TPM in BIOS/UEFI (guide Step 2), or fix tpm.device",
-                      outcome, family=info.family, manufacturer=info.manufacturer, path=str(info.path),
+                      family=info.family, manufacturer=info.manufacturer, path=str(info.path),
                       kind=info.kind, banks=info.pcr_banks, ek_cert_sha256=_der_sha256(info.ek_cert_der),
                       ek_matches_cert=info.ek_matches_cert, devid_cert_sha1=devid,
                       device_owner=f"uid {info.owner_uid} gid {info.owner_gid} mode "
@@ -108,12 +107,13 @@ def configs_backed_up(run: Migration, outcome: StepResult) -> CheckResult:
     return step_proof("both configs backed up, root only", problems,
                       f"server.conf and agent.conf under {j.backups} (0700), each 0600 with its sha256 recorded",
                       "both backups present, hashes match, modes 0600 / 0700",
-                      "re-run the migration: step 3 takes the backups it lacks", outcome,
-                      backups=files, backups_dir_mode=oct(_mode(j.backups)))
+                      "re-run the migration: step 3 takes the backups it lacks",
+                      backups=files, backups_dir_mode=oct(_mode(j.backups)),
+                      taken_now=[c for c in outcome.changes if c.startswith("backed up")])
 
 
 @guarded
-def entries_backed_up(run: Migration, outcome: StepResult) -> CheckResult:
+def entries_backed_up(run: Migration) -> CheckResult:
     """Every registration entry is exported to the journal as JSON."""
     entries = exported_entries(run)
     path = run.journal.backups / "entries.json"
@@ -128,7 +128,7 @@ def entries_backed_up(run: Migration, outcome: StepResult) -> CheckResult:
     return step_proof("every registration entry exported", problems,
                       f"every entry (`entry show -output json`) in {path}, mode 0600",
                       f"{len(entries)} entries exported, {len(under_old)} of them under the old agent",
-                      "re-run the migration: step 3 exports the entries when the backup is missing", outcome,
+                      "re-run the migration: step 3 exports the entries when the backup is missing",
                       entries_exported=len(entries), entries_of_old_agent=len(under_old), by_parent=by_parent,
                       sha256=run.journal.data["backups"]["entries.json"]["sha256"])
 
@@ -139,7 +139,7 @@ def _backup_config(run: Migration, name: str) -> HclConfig:
 
 
 @guarded
-def server_has_both_attestors(run: Migration, node: Node, outcome: StepResult) -> CheckResult:
+def server_has_both_attestors(run: Migration, node: Node) -> CheckResult:
     """server.conf names the join_token and the TPM node attestors."""
     found = sorted(node.server_config().plugins("NodeAttestor"))
     want = {"join_token", attestor.plugin_name(run.t)}
@@ -154,14 +154,14 @@ def server_has_both_attestors(run: Migration, node: Node, outcome: StepResult) -
     before = _backup_config(run, "server.conf")
     return step_proof("server.conf has join_token and the TPM node attestor", problems,
                       f"NodeAttestors {sorted(want)} in {run.t.server.config} (SPIRE servers take several)",
-                      f"NodeAttestors {found}", "re-run the migration: step 4 adds the TPM attestor", outcome,
+                      f"NodeAttestors {found}", "re-run the migration: step 4 adds the TPM attestor",
                       node_attestors_before=sorted(before.plugins("NodeAttestor")), node_attestors_now=found,
                       profile=run.t.attestor.profile,
                       diff=before.diff(node.server_config(), str(run.t.server.config)) or "(no change)")
 
 
 @guarded
-def agent_has_only_tpm_attestor(run: Migration, node: Node, outcome: StepResult) -> CheckResult:
+def agent_has_only_tpm_attestor(run: Migration, node: Node) -> CheckResult:
     """agent.conf names exactly one node attestor, the TPM one, and no join_token setting."""
     cfg = node.agent_config()
     found = sorted(cfg.plugins("NodeAttestor"))
@@ -174,14 +174,14 @@ def agent_has_only_tpm_attestor(run: Migration, node: Node, outcome: StepResult)
     return step_proof("agent.conf has exactly one node attestor, the TPM one", problems,
                       f"NodeAttestors [{name}] in {run.t.agent.config} (a SPIRE agent takes exactly one), "
                       "no join_token setting", f"NodeAttestors {found}, no join_token setting",
-                      "re-run the migration: step 4 rewrites agent.conf from the backup's structure", outcome,
+                      "re-run the migration: step 4 rewrites agent.conf from the backup's structure",
                       node_attestors_before=sorted(before.plugins("NodeAttestor")), node_attestors_now=found,
                       profile=run.t.attestor.profile,
                       diff=before.diff(cfg, str(run.t.agent.config)) or "(no change)")
 
 
 @guarded
-def rest_of_configs_kept(run: Migration, node: Node, outcome: StepResult) -> CheckResult:
+def rest_of_configs_kept(run: Migration, node: Node) -> CheckResult:
     """Everything but the node attestors is as it was in both configs, comments included."""
     problems, kept = [], {}
     for name, now in (("server.conf", node.server_config()), ("agent.conf", node.agent_config())):
@@ -198,7 +198,7 @@ def rest_of_configs_kept(run: Migration, node: Node, outcome: StepResult) -> Che
     return step_proof("the rest of both configs unchanged", problems,
                       "DataStore, KeyManager, WorkloadAttestor and every comment as in the Phase 3 backups",
                       "all plugins but the node attestors and every comment as before",
-                      "restore the backups (pytest -m rollback) and re-run", outcome, kept=kept)
+                      "restore the backups (pytest -m rollback) and re-run", kept=kept)
 
 
 # -- step 5 -----------------------------------------------------------------
@@ -222,7 +222,7 @@ def phase3_stopped(run: Migration, node: Node, outcome: StepResult) -> CheckResu
                       "no spire-agent started with a join token or before step 4, no spire-server on the old config",
                       f"stopped in this run: {stopped or 'none (already stopped)'}; running now: "
                       f"agent {proc_text(agent) or 'none'}, server {proc_text(server) or 'none'}",
-                      "stop the listed pid (kill <pid>), then re-run", outcome,
+                      "stop the listed pid (kill <pid>), then re-run",
                       stopped=stopped, agent_now=proc_text(agent), server_now=proc_text(server))
 
 
@@ -237,8 +237,9 @@ def phase4_server_started(run: Migration, node: Node, outcome: StepResult) -> Ch
         problems.append(f"pid {server.pid} started before server.conf was last written")
     return step_proof("spire-server running and healthy with the Phase 4 config", problems,
                       f"a spire-server started after step 4 answering healthcheck on {run.t.server.socket}",
-                      f"{proc_text(server)}, healthy", f"read {run.t.server.log}", outcome,
-                      server=proc_text(server), attestors=sorted(node.server_config().plugins("NodeAttestor")))
+                      f"{proc_text(server)}, healthy", f"read {run.t.server.log}",
+                      server=proc_text(server), attestors=sorted(node.server_config().plugins("NodeAttestor")),
+                      started_now=[c for c in outcome.changes if "spire-server" in c])
 
 
 @guarded
@@ -256,7 +257,8 @@ def phase4_agent_started(run: Migration, node: Node, outcome: StepResult) -> Che
     return step_proof("spire-agent running without a join token, newly attested", problems,
                       "a healthy spire-agent with no -joinToken, holding an agent SVID other than the old one",
                       f"{proc_text(agent)}; agent ID {ident}", f"read {run.t.agent.log}; see the guide's Issue 1",
-                      outcome, agent=proc_text(agent), agent_before=old, agent_after=ident)
+                      agent=proc_text(agent), agent_before=old, agent_after=ident,
+                      started_now=[c for c in outcome.changes if "spire-agent" in c or "SVID" in c])
 
 
 # -- step 7 -----------------------------------------------------------------
@@ -269,7 +271,7 @@ def _attestation_line(log: Path, ident: str) -> str | None:
 
 
 @guarded
-def tpm_agent_id(run: Migration, node: Node, outcome: StepResult) -> CheckResult:
+def tpm_agent_id(run: Migration, node: Node) -> CheckResult:
     """The agent ID is the one the TPM attestor gives this node (tpm_devid: from the DevID certificate)."""
     ident = node.agent_id() or ""
     want = attestor.expected_agent_id(run.t)
@@ -280,13 +282,13 @@ def tpm_agent_id(run: Migration, node: Node, outcome: StepResult) -> CheckResult
     return step_proof("agent ID is the TPM attestor's ID for this node",
                       [] if ok else [f"agent ID {ident or 'none'}"],
                       f"agent ID {want or prefix + '<sha256 of the EK public key>'}",
-                      f"agent ID {ident}", "see the guide's Issue 1; `pytest -m diagnose` names the cause", outcome,
+                      f"agent ID {ident}", "see the guide's Issue 1; `pytest -m diagnose` names the cause",
                       agent_before=run.old_agent_id(), agent_id=ident, expected_agent_id=want,
                       devid_cert_sha1=devid, ek_cert_sha256=_der_sha256(info.ek_cert_der))
 
 
 @guarded
-def tpm_attestation_listed(run: Migration, node: Node, outcome: StepResult) -> CheckResult:
+def tpm_attestation_listed(run: Migration, node: Node) -> CheckResult:
     """The server lists the agent with the TPM attestation type and TPM selectors, and its log agrees."""
     ident = node.agent_id() or ""
     record = node.agent_record(ident) or {}
@@ -305,7 +307,7 @@ def tpm_attestation_listed(run: Migration, node: Node, outcome: StepResult) -> C
                       f"`agent list -output json`: attestation type {profile}, {profile}: selectors; "
                       "the agent log's 'Node attestation was successful' for this ID",
                       f"attestation type {profile}, {len(sels)} selectors, attestation logged",
-                      "see the guide's Issue 1", outcome, attestation_type=record.get("attestation_type"),
+                      "see the guide's Issue 1", attestation_type=record.get("attestation_type"),
                       selectors=sels, agent_log_line=line)
 
 
@@ -325,10 +327,11 @@ def entries_moved(run: Migration, node: Node, outcome: StepResult) -> CheckResul
     return step_proof("every entry of the old agent under the new one, identical", problems,
                       f"the {len(wanted)} entries step 3 exported under the old agent, under {parent}, same content",
                       f"{len(wanted) - len(missing)} of {len(wanted)} under {parent}",
-                      "re-run the migration: step 8 re-creates what is missing, never twice", outcome,
+                      "re-run the migration: step 8 re-creates what is missing, never twice",
                       agent_before=old, agent_after=run.new_agent_id(), new_parent=parent,
                       entries_of_old_agent=len(wanted), moved=len(wanted) - len(missing),
-                      entries_under_new_parent=len(have), missing=missing)
+                      entries_under_new_parent=len(have), missing=missing,
+                      done_now=[c for c in outcome.changes if c.startswith(("create", "created", "pointed", "deleted"))])
 
 
 @guarded
@@ -343,9 +346,10 @@ def old_agent_gone(run: Migration, node: Node, outcome: StepResult) -> CheckResu
         problems.append("the server still lists it")
     return step_proof("the old join_token agent retired", problems,
                       f"no entry parented to or selecting {old}; not in the server's agent list",
-                      "no entry refers to it; evicted", "re-run the migration: step 8 finishes the move", outcome,
+                      "no entry refers to it; evicted", "re-run the migration: step 8 finishes the move",
                       agent_before=old, entries_referring=left, still_listed=listed,
-                      entries_total=len(node.entries))
+                      entries_total=len(node.entries),
+                      evicted_now=[c for c in outcome.changes if c.startswith("evicted")])
 
 
 # -- step 9 -----------------------------------------------------------------
@@ -357,8 +361,8 @@ def phase4_workload_running(node: Node, outcome: StepResult) -> CheckResult:
     running = [i.name for i in instances if i.phase == 4 and i.state.lower() == "running"]
     return step_proof("the Phase 4 workload is running", [] if running else [f"instances {seen}"],
                       f"Phase 4 workload instances running ({node.target.workload.runtime})",
-                      f"running: {running}", "re-run the migration: step 9 redeploys", outcome,
-                      runtime=node.target.workload.runtime, instances=seen)
+                      f"running: {running}", "re-run the migration: step 9 redeploys",
+                      runtime=node.target.workload.runtime, instances=seen, deployed_now=list(outcome.changes))
 
 
 # -- step 10 ----------------------------------------------------------------
@@ -376,13 +380,13 @@ def workload_verified_since_deploy(run: Migration, node: Node, outcome: StepResu
     return step_proof("the workload fetched its SVID and logged VERIFIED since the deploy", problems,
                       f"'Successfully fetched SVIDs' and 'VERIFIED' in the Phase 4 workload's logs since {since}",
                       f"{len(lines)} matching log lines in {sorted(logs)}",
-                      "read the workload logs; check the entry's selectors", outcome,
+                      "read the workload logs; check the entry's selectors",
                       deployed_at=since, log_lines=lines[-6:],
                       mtls_check=[n for n in outcome.notes if n.startswith("check:")])
 
 
 @guarded
-def served_by_tpm_agent(run: Migration, node: Node, outcome: StepResult) -> CheckResult:
+def served_by_tpm_agent(run: Migration, node: Node) -> CheckResult:
     """The agent serving the workload is TPM-attested and the workload's entry is under it."""
     ident = node.agent_id() or ""
     parent = run.t.attestor.node_alias or ident
@@ -396,5 +400,5 @@ def served_by_tpm_agent(run: Migration, node: Node, outcome: StepResult) -> Chec
     return step_proof("the workload is served by the TPM-attested agent", problems,
                       f"a TPM agent ID, {run.t.workload.spiffe_id} under {parent}, the node in Phase 4",
                       f"agent {ident}; {run.t.workload.spiffe_id} under it; {Phase.PHASE4.value}",
-                      "see post_check_4 (`pytest -m validate`)", outcome,
+                      "see post_check_4 (`pytest -m validate`)",
                       agent_after=ident, workload_entries=entries, phase=node.phase().value)

@@ -30,7 +30,7 @@ def phase4_agent_stopped(rb: Rollback, node: Node, outcome: StepResult) -> Check
                       [] if agent is None or jt else [f"spire-agent pid {agent.pid} runs as {ident}"],
                       "no spire-agent, or one attested by join_token (a resumed rollback)",
                       f"stopped in this run: {stopped or 'none (already stopped)'}; agent now {proc_text(agent) or 'none'}",
-                      "stop the listed pid (kill <pid>), then re-run `pytest -m rollback`", outcome,
+                      "stop the listed pid (kill <pid>), then re-run `pytest -m rollback`",
                       stopped=stopped, agent_now=proc_text(agent), server_now=proc_text(server),
                       agent_id=ident or None, server_conf_kept_for=kept)
 
@@ -51,8 +51,9 @@ def configs_restored(rb: Rollback, node: Node, outcome: StepResult) -> CheckResu
     return step_proof("configs restored byte for byte", problems,
                       f"{', '.join(n for n, _ in pairs)} identical to the journal's hash-checked backups",
                       "identical (sha256 equal)", "re-run `pytest -m rollback`: step 2 restores from the backups",
-                      outcome, restored=hashes,
-                      server_conf_kept=bool(rb.journal.fact("rollback_keeps_server_conf")))
+                      restored=hashes,
+                      server_conf_kept=bool(rb.journal.fact("rollback_keeps_server_conf")),
+                      restored_now=[c for c in outcome.changes if c.startswith("restored")])
 
 
 def _leaks(rb: Rollback, token: str) -> tuple[list[str], int]:
@@ -79,9 +80,10 @@ def new_join_token_agent(rb: Rollback, node: Node, outcome: StepResult) -> Check
     return step_proof("agent attested by a new join token, kept secret", problems,
                       "a join_token agent other than the pre-migration one, its token in no journal file",
                       f"new join_token agent {ident}; token in none of {read} journal files",
-                      "re-run `pytest -m rollback`: step 3 resumes", outcome,
+                      "re-run `pytest -m rollback`: step 3 resumes",
                       agent_after=ident, agent_before_migration=old, tpm_agent=rb.tpm_agent_id(),
-                      journal_files_read=read, token_found_in=leaks)
+                      journal_files_read=read, token_found_in=leaks,
+                      started_now=[c for c in outcome.changes if "spire-agent" in c or "join token" in c])
 
 
 @guarded
@@ -94,7 +96,7 @@ def entries_back(rb: Rollback, node: Node, outcome: StepResult) -> CheckResult:
                       [f"missing {missing[:5]}"] if missing else [],
                       f"the {len(wanted)} entries exported in migration step 3 under {new}, original content",
                       f"{len(wanted)} of {len(wanted)} under {new}",
-                      "re-run `pytest -m rollback`: re-parenting never creates twice", outcome,
+                      "re-run `pytest -m rollback`: re-parenting never creates twice",
                       new_parent=new, entries_exported_under_old_agent=len(wanted),
                       entries_under_new_agent=len(node.entries_under(new)) if new else 0, missing=missing,
                       reparented=[c for c in outcome.changes if c.startswith(("created", "deleted", "pointed"))])
@@ -108,7 +110,7 @@ def tpm_agent_evicted(rb: Rollback, node: Node, outcome: StepResult) -> CheckRes
     return step_proof("the TPM agent evicted", [f"{tpm_id} is still listed"] if listed else [],
                       f"{tpm_id or 'the TPM agent'} not in `agent list -output json`",
                       f"{tpm_id} not listed; {len(node.agents)} agent(s) listed",
-                      f"spire-server agent evict -spiffeID {tpm_id}", outcome,
+                      f"spire-server agent evict -spiffeID {tpm_id}",
                       tpm_agent=tpm_id, agents_listed=[redact(id_str(a["id"])) for a in node.agents],
                       evicted=[c for c in outcome.changes if c.startswith("evicted")])
 
@@ -122,6 +124,7 @@ def migration_journal_reset(rb: Rollback, outcome: StepResult) -> CheckResult:
                       [f"migration steps still recorded: {left}"] if left else [],
                       "no guide_step_N in the journal; the cycle's backups under backups/cycle-N/",
                       f"no migration step recorded; {len(cycles)} cycle(s) kept",
-                      "re-run `pytest -m rollback`: step 4 resets the journal", outcome,
+                      "re-run `pytest -m rollback`: step 4 resets the journal",
                       migration_steps_left=left, cycles=[c.get("cycle") for c in cycles],
-                      rolled_back_at=rb.journal.fact("rolled_back_at"))
+                      rolled_back_at=rb.journal.fact("rolled_back_at"),
+                      reset_now=[c for c in outcome.changes if c.startswith("reset")])

@@ -74,12 +74,12 @@ for _n, _sentence in enumerate(WHEN, 1):
 # -- Then: the proofs -------------------------------------------------------------
 @then("the old join_token agent ID is recorded in the journal, redacted")
 def _old_id(migration: Migration, outcome: StepResult, record) -> None:
-    prove(outcome, record, proofs.old_agent_recorded, migration, outcome)
+    prove(outcome, record, proofs.old_agent_recorded, migration)
 
 
 @then("the TPM is a TPM 2.0 with a sha256 PCR bank, an EK certificate and a re-creatable EK")
 def _tpm(migration: Migration, outcome: StepResult, record) -> None:
-    prove(outcome, record, proofs.tpm_ready, migration, outcome)
+    prove(outcome, record, proofs.tpm_ready, migration)
 
 
 @then("the journal holds server.conf and agent.conf with their sha256, readable by root only")
@@ -89,22 +89,22 @@ def _configs_backed_up(migration: Migration, outcome: StepResult, record) -> Non
 
 @then("the journal holds every registration entry as JSON")
 def _entries_backed_up(migration: Migration, outcome: StepResult, record) -> None:
-    prove(outcome, record, proofs.entries_backed_up, migration, outcome)
+    prove(outcome, record, proofs.entries_backed_up, migration)
 
 
 @then("server.conf names the join_token and the TPM node attestors")
 def _server_conf(migration: Migration, node: Node, outcome: StepResult, record) -> None:
-    prove(outcome, record, proofs.server_has_both_attestors, migration, node, outcome)
+    prove(outcome, record, proofs.server_has_both_attestors, migration, node)
 
 
 @then("agent.conf names exactly one node attestor, the TPM one, and no join_token setting")
 def _agent_conf(migration: Migration, node: Node, outcome: StepResult, record) -> None:
-    prove(outcome, record, proofs.agent_has_only_tpm_attestor, migration, node, outcome)
+    prove(outcome, record, proofs.agent_has_only_tpm_attestor, migration, node)
 
 
 @then("everything else in both configs is as it was, comments included")
 def _rest_unchanged(migration: Migration, node: Node, outcome: StepResult, record) -> None:
-    prove(outcome, record, proofs.rest_of_configs_kept, migration, node, outcome)
+    prove(outcome, record, proofs.rest_of_configs_kept, migration, node)
 
 
 @then("no Phase 3 SPIRE process is running")
@@ -124,12 +124,12 @@ def _agent_started(migration: Migration, node: Node, outcome: StepResult, record
 
 @then("the agent ID is the TPM attestor's ID for this node")
 def _tpm_agent_id(migration: Migration, node: Node, outcome: StepResult, record) -> None:
-    prove(outcome, record, proofs.tpm_agent_id, migration, node, outcome)
+    prove(outcome, record, proofs.tpm_agent_id, migration, node)
 
 
 @then("the server lists the agent as TPM-attested with TPM selectors and its log records the attestation")
 def _tpm_listed(migration: Migration, node: Node, outcome: StepResult, record) -> None:
-    prove(outcome, record, proofs.tpm_attestation_listed, migration, node, outcome)
+    prove(outcome, record, proofs.tpm_attestation_listed, migration, node)
 
 
 @then("every entry of the old agent is under the new agent with identical content")
@@ -154,4 +154,4 @@ def _e2e_logs(migration: Migration, node: Node, outcome: StepResult, record) -> 
 
 @then("the workload is served by the TPM-attested agent")
 def _e2e_agent(migration: Migration, node: Node, outcome: StepResult, record) -> None:
-    prove(outcome, record, proofs.served_by_tpm_agent, migration, node, outcome)
+    prove(outcome, record, proofs.served_by_tpm_agent, migration, node)
