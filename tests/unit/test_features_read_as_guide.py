@@ -100,3 +100,10 @@ def test_the_scenarios_keep_the_guide_order_in_each_feature():
         numbers = [int(m.group(1)) for f, s in SCENARIOS if f == feature
                    for m in map(numbered.fullmatch, sorted(s.tags)) if m]
         assert numbers == sorted(numbers), f"{feature}: scenarios out of the guide's order: {numbers}"
+
+
+def test_the_documented_example_is_the_migration_feature():
+    text = (tr.PROJECT / "docs" / "example-feature.md").read_text()
+    block = text.split("```gherkin\n", 1)[1].split("```", 1)[0]
+    assert block == (tr.FEATURES / "02_migration.feature").read_text(), \
+        "docs/example-feature.md: paste features/02_migration.feature into its gherkin block"
