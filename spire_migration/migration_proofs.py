@@ -4,9 +4,8 @@ Each proof reads the node after its step ran (never the step's own word for
 it) and returns a :class:`CheckResult` whose evidence is what an auditor needs:
 config diffs (step 4), agent IDs before and after (1, 6, 7, 8), entry counts
 (3, 8), the TPM's EK and DevID fingerprints (2, 7), the processes stopped and
-started with their pids (5, 6), the workload's log lines (10). ``changes`` in
-the evidence is what the step itself reported doing in this run (empty when a
-re-run found nothing left to do).
+started with their pids (5, 6), the workload's log lines (10). ``*_this_run``
+keys are what the step reported doing in this run (empty on a re-run with nothing left).
 """
 
 from __future__ import annotations
@@ -35,6 +34,11 @@ def step_proof(title: str, problems: list[str], expected: str, found_ok: str, re
     """A result that fails naming every problem found (``found_ok`` when none), with its evidence."""
     found = "; ".join(problems) if problems else found_ok
     return CheckResult(title, not problems, expected, redact(found), evidence, remedy)
+
+
+def this_run(outcome: StepResult, *words: str) -> list[str]:
+    """The changes the step reported in this run that mention any of ``words``."""
+    return [c for c in outcome.changes if any(w in c for w in words)]
 
 
 def exported_entries(run: Migration) -> list[dict[str, Any]]:
@@ -109,7 +113,7 @@ def configs_backed_up(run: Migration, outcome: StepResult) -> CheckResult:
                       "both backups present, hashes match, modes 0600 / 0700",
                       "re-run the migration: step 3 takes the backups it lacks",
                       backups=files, backups_dir_mode=oct(_mode(j.backups)),
-                      taken_now=[c for c in outcome.changes if c.startswith("backed up")])
+                      taken_this_run=this_run(outcome, "backed up"))
 
 
 @guarded
@@ -217,13 +221,13 @@ def phase3_stopped(run: Migration, node: Node, outcome: StepResult) -> CheckResu
         problems.append(f"the Phase 3 agent still runs (pid {agent.pid})")
     if server is not None and services.started_before(server, run.t.server.config):
         problems.append(f"spire-server pid {server.pid} still runs the config from before step 4")
-    stopped = [c for c in outcome.changes if c.startswith("stop")]
+    stopped = this_run(outcome, "stop ")
     return step_proof("no Phase 3 SPIRE process running", problems,
                       "no spire-agent started with a join token or before step 4, no spire-server on the old config",
                       f"stopped in this run: {stopped or 'none (already stopped)'}; running now: "
                       f"agent {proc_text(agent) or 'none'}, server {proc_text(server) or 'none'}",
                       "stop the listed pid (kill <pid>), then re-run",
-                      stopped=stopped, agent_now=proc_text(agent), server_now=proc_text(server))
+                      stopped_this_run=stopped, agent_now=proc_text(agent), server_now=proc_text(server))
 
 
 # -- step 6 -----------------------------------------------------------------
@@ -239,7 +243,7 @@ def phase4_server_started(run: Migration, node: Node, outcome: StepResult) -> Ch
                       f"a spire-server started after step 4 answering healthcheck on {run.t.server.socket}",
                       f"{proc_text(server)}, healthy", f"read {run.t.server.log}",
                       server=proc_text(server), attestors=sorted(node.server_config().plugins("NodeAttestor")),
-                      started_now=[c for c in outcome.changes if "spire-server" in c])
+                      started_this_run=this_run(outcome, "spire-server"))
 
 
 @guarded
@@ -258,7 +262,7 @@ def phase4_agent_started(run: Migration, node: Node, outcome: StepResult) -> Che
                       "a healthy spire-agent with no -joinToken, holding an agent SVID other than the old one",
                       f"{proc_text(agent)}; agent ID {ident}", f"read {run.t.agent.log}; see the guide's Issue 1",
                       agent=proc_text(agent), agent_before=old, agent_after=ident,
-                      started_now=[c for c in outcome.changes if "spire-agent" in c or "SVID" in c])
+                      started_this_run=this_run(outcome, "spire-agent", "SVID"))
 
 
 # -- step 7 -----------------------------------------------------------------
@@ -331,7 +335,7 @@ def entries_moved(run: Migration, node: Node, outcome: StepResult) -> CheckResul
                       agent_before=old, agent_after=run.new_agent_id(), new_parent=parent,
                       entries_of_old_agent=len(wanted), moved=len(wanted) - len(missing),
                       entries_under_new_parent=len(have), missing=missing,
-                      done_now=[c for c in outcome.changes if c.startswith(("create", "created", "pointed", "deleted"))])
+                      done_this_run=this_run(outcome, "create", "pointed", "deleted"))
 
 
 @guarded
@@ -349,7 +353,7 @@ def old_agent_gone(run: Migration, node: Node, outcome: StepResult) -> CheckResu
                       "no entry refers to it; evicted", "re-run the migration: step 8 finishes the move",
                       agent_before=old, entries_referring=left, still_listed=listed,
                       entries_total=len(node.entries),
-                      evicted_now=[c for c in outcome.changes if c.startswith("evicted")])
+                      evicted_this_run=this_run(outcome, "evicted"))
 
 
 # -- step 9 -----------------------------------------------------------------
@@ -362,7 +366,7 @@ def phase4_workload_running(node: Node, outcome: StepResult) -> CheckResult:
     return step_proof("the Phase 4 workload is running", [] if running else [f"instances {seen}"],
                       f"Phase 4 workload instances running ({node.target.workload.runtime})",
                       f"running: {running}", "re-run the migration: step 9 redeploys",
-                      runtime=node.target.workload.runtime, instances=seen, deployed_now=list(outcome.changes))
+                      runtime=node.target.workload.runtime, instances=seen, deployed_this_run=list(outcome.changes))
 
 
 # -- step 10 ----------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .checks import CheckResult, guarded
 from .journal import sha256_file
-from .migration_proofs import proc_text, step_proof
+from .migration_proofs import proc_text, step_proof, this_run
 from .node import Node
 from .redact import redact
 from .rollback import MIGRATION_STEPS, Rollback, backup_path
@@ -24,14 +24,14 @@ def phase4_agent_stopped(rb: Rollback, node: Node, outcome: StepResult) -> Check
     agent, server = node.agent_proc(), node.server_proc()
     ident = node.agent_id() or ""
     jt = ident.startswith(rb.t.agent_id_prefix("join_token"))
-    stopped = [c for c in outcome.changes if c.startswith("stop")]
+    stopped = this_run(outcome, "stop ")
     kept = rb.journal.fact("rollback_keeps_server_conf") or []
     return step_proof("no Phase 4 SPIRE agent running",
                       [] if agent is None or jt else [f"spire-agent pid {agent.pid} runs as {ident}"],
                       "no spire-agent, or one attested by join_token (a resumed rollback)",
                       f"stopped in this run: {stopped or 'none (already stopped)'}; agent now {proc_text(agent) or 'none'}",
                       "stop the listed pid (kill <pid>), then re-run `pytest -m rollback`",
-                      stopped=stopped, agent_now=proc_text(agent), server_now=proc_text(server),
+                      stopped_this_run=stopped, agent_now=proc_text(agent), server_now=proc_text(server),
                       agent_id=ident or None, server_conf_kept_for=kept)
 
 
@@ -53,7 +53,7 @@ def configs_restored(rb: Rollback, node: Node, outcome: StepResult) -> CheckResu
                       "identical (sha256 equal)", "re-run `pytest -m rollback`: step 2 restores from the backups",
                       restored=hashes,
                       server_conf_kept=bool(rb.journal.fact("rollback_keeps_server_conf")),
-                      restored_now=[c for c in outcome.changes if c.startswith("restored")])
+                      restored_this_run=this_run(outcome, "restored"))
 
 
 def _leaks(rb: Rollback, token: str) -> tuple[list[str], int]:
@@ -83,7 +83,7 @@ def new_join_token_agent(rb: Rollback, node: Node, outcome: StepResult) -> Check
                       "re-run `pytest -m rollback`: step 3 resumes",
                       agent_after=ident, agent_before_migration=old, tpm_agent=rb.tpm_agent_id(),
                       journal_files_read=read, token_found_in=leaks,
-                      started_now=[c for c in outcome.changes if "spire-agent" in c or "join token" in c])
+                      started_this_run=this_run(outcome, "spire-agent", "join token"))
 
 
 @guarded
@@ -99,7 +99,7 @@ def entries_back(rb: Rollback, node: Node, outcome: StepResult) -> CheckResult:
                       "re-run `pytest -m rollback`: re-parenting never creates twice",
                       new_parent=new, entries_exported_under_old_agent=len(wanted),
                       entries_under_new_agent=len(node.entries_under(new)) if new else 0, missing=missing,
-                      reparented=[c for c in outcome.changes if c.startswith(("created", "deleted", "pointed"))])
+                      reparented_this_run=this_run(outcome, "created", "deleted", "pointed"))
 
 
 @guarded
@@ -112,7 +112,7 @@ def tpm_agent_evicted(rb: Rollback, node: Node, outcome: StepResult) -> CheckRes
                       f"{tpm_id} not listed; {len(node.agents)} agent(s) listed",
                       f"spire-server agent evict -spiffeID {tpm_id}",
                       tpm_agent=tpm_id, agents_listed=[redact(id_str(a["id"])) for a in node.agents],
-                      evicted=[c for c in outcome.changes if c.startswith("evicted")])
+                      evicted_this_run=this_run(outcome, "evicted"))
 
 
 @guarded
@@ -127,4 +127,4 @@ def migration_journal_reset(rb: Rollback, outcome: StepResult) -> CheckResult:
                       "re-run `pytest -m rollback`: step 4 resets the journal",
                       migration_steps_left=left, cycles=[c.get("cycle") for c in cycles],
                       rolled_back_at=rb.journal.fact("rolled_back_at"),
-                      reset_now=[c for c in outcome.changes if c.startswith("reset")])
+                      reset_this_run=this_run(outcome, "reset"))

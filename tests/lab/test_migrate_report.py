@@ -102,7 +102,7 @@ def test_the_migrate_and_rollback_reports_prove_every_step(lab, tmp_path):
     assert '+    NodeAttestor "tpm_devid" {' in server_conf["diff"] and "join_token" in server_conf["node_attestors_now"]
     agent_diff = agent_conf["diff"]
     assert '-    NodeAttestor "join_token" {' in agent_diff and '+    NodeAttestor "tpm_devid" {' in agent_diff
-    stopped = {int(p) for line in step[5]["stopped"] for p in re.findall(r"pid (\d+)", line)}
+    stopped = {int(p) for line in step[5]["stopped_this_run"] for p in re.findall(r"pid (\d+)", line)}
     assert stopped == pids_before, (stopped, pids_before)
     assert step[6]["agent"].startswith(f"pid {services.agent_proc(t).pid}:") and "-joinToken" not in step[6]["agent"]
     assert step[6]["agent_after"] == new_id
