@@ -110,15 +110,7 @@ class Migration(JournaledRun):
     def step2_verify_tpm(self) -> StepResult:
         """The guide's detect_tpm.sh: present, 2.0, sha256, EK, reachable by the agent's user."""
         info = tpm.probe(self.t.tpm)
-        problems = []
-        if info.family != "2.0":
-            problems.append(f"TPM family {info.family}, not 2.0")
-        if "sha256" not in info.pcr_banks:
-            problems.append(f"no sha256 PCR bank (banks: {info.pcr_banks})")
-        if info.ek_cert_der is None:
-            problems.append("no EK certificate in NV 0x01c00002")
-        if not info.ek_present:
-            problems.append("the EK cannot be created from the TCG default template")
+        problems = info.attestation_problems()
         user = self.t.agent.user
         if user != "root" and not _user_can_open(user, info):
             problems.append(f"the agent user {user} cannot open {info.path}")

@@ -97,7 +97,11 @@ def _evidence_lines(evidence: dict[str, Any]) -> list[str]:
     out = []
     for key, value in evidence.items():
         text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
-        out.append(f"    - {key}: `{text}`")
+        if "\n" in text:   # a config diff: a fenced block keeps its lines
+            out += [f"    - {key}:", "", "      ```", *(f"      {ln}" for ln in text.rstrip("\n").splitlines()),
+                    "      ```", ""]
+        else:
+            out.append(f"    - {key}: `{text}`")
     return out
 
 

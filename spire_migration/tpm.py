@@ -67,6 +67,19 @@ class TPMInfo:
     mode: int | None = None
     notes: list[str] = field(default_factory=list)
 
+    def attestation_problems(self) -> list[str]:
+        """What keeps this TPM from SPIRE's TPM attestation (empty when nothing does)."""
+        problems = []
+        if self.family != "2.0":
+            problems.append(f"TPM family {self.family}, not 2.0")
+        if "sha256" not in self.pcr_banks:
+            problems.append(f"no sha256 PCR bank (banks: {self.pcr_banks})")
+        if self.ek_cert_der is None:
+            problems.append("no EK certificate in NV 0x01c00002")
+        if not self.ek_present:
+            problems.append("the EK cannot be created from the TCG default template")
+        return problems
+
 
 # ---------------------------------------------------------------- opening
 
