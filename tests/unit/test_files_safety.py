@@ -1,0 +1,213 @@
+"""Root never writes through a planted link, and two runs never lose each other's journal.
+
+Each test plants what a local user could plant in a folder root writes into
+(the agent's data dir, a config dir, the process log's folder) and checks that
+the victim the link points at is untouched and the error names the link.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from spire_migration import process, services
+from spire_migration.errors import MigrationError
+from spire_migration.journal import Journal
+from spire_migration.rollback import Rollback
+from spire_migration.target import Target
+
+VICTIM = b"root:x:0:0:the file a local user wants root to overwrite\n"
+NOBODY, NOGROUP = 65534, 65534
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    path = tmp_path / "victim"
+    path.write_bytes(VICTIM)
+    os.chmod(path, 0o644)
+    return path
+
+
+def untouched(victim: Path) -> bool:
+    return victim.read_bytes() == VICTIM and stat.S_IMODE(victim.stat().st_mode) == 0o644
+
+
+def _target(tmp_path: Path) -> Target:
+    return Target.from_dict({
+        "server": {"config": str(tmp_path / "conf" / "server.conf")},
+        "agent": {"config": str(tmp_path / "conf" / "agent.conf"), "data_dir": str(tmp_path / "data")},
+        "journal": {"dir": str(tmp_path / "journal")}})
+
+
+# -- the journal's writer: a predictable temp name -------------------------------------------
+def test_a_link_at_the_old_predictable_temp_name_is_never_written_through(tmp_path, victim):
+    j = Journal(tmp_path / "node-1")
+    (j.root / f".journal.json.{os.getpid()}.tmp").symlink_to(victim)
+    j.complete("guide_step_1", ["verified"])
+    assert untouched(victim)
+    assert json.loads(j.path.read_text())["steps"]["guide_step_1"]["status"] == "done"
+
+
+def test_forget_agent_svid_never_writes_through_a_link_planted_in_the_data_dir(tmp_path, victim):
+    t = _target(tmp_path)
+    t.agent.data_dir.mkdir()
+    services.agent_data_file(t).write_text(json.dumps({"svid": ["x"], "bundle": ["b"]}))
+    (t.agent.data_dir / f".agent-data.json.{os.getpid()}.tmp").symlink_to(victim)
+    assert services.forget_agent_svid(t)
+    assert untouched(victim)
+    assert json.loads(services.agent_data_file(t).read_text())["svid"] is None
+
+
+def test_forget_agent_svid_refuses_agent_data_json_that_is_a_link(tmp_path, victim):
+    t = _target(tmp_path)
+    t.agent.data_dir.mkdir()
+    victim.write_bytes(json.dumps({"svid": ["x"]}).encode())
+    link = services.agent_data_file(t)
+    link.symlink_to(victim)
+    before = victim.read_bytes()
+    with pytest.raises(MigrationError, match=str(link)):
+        services.forget_agent_svid(t)
+    assert victim.read_bytes() == before and link.is_symlink()
+
+
+@root_only
+def test_forget_agent_svid_keeps_the_agent_users_owner_and_mode(tmp_path):
+    t = _target(tmp_path)
+    t.agent.data_dir.mkdir()
+    path = services.agent_data_file(t)
+    path.write_text(json.dumps({"svid": ["x"]}))
+    os.chown(path, NOBODY, NOGROUP)
+    os.chmod(path, 0o640)
+    assert services.forget_agent_svid(t)
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOGROUP, 0o640)
+
+
+# -- the journal's lock -------------------------------------------------------------------------
+def test_the_lock_refuses_a_planted_link_and_leaves_its_target_alone(tmp_path, victim):
+    j = Journal(tmp_path / "node-1")
+    link = j.root / "lock"
+    link.symlink_to(victim)
+    with pytest.raises(MigrationError, match=str(link)):
+        with j.lock():
+            pass
+    assert untouched(victim)
+
+
+def test_the_lock_never_truncates_a_file_it_did_not_create(tmp_path):
+    j = Journal(tmp_path / "node-1")
+    hard = j.root / "lock"
+    hard.write_bytes(VICTIM)   # e.g. a hard link to someone's file
+    with j.lock():
+        pass
+    assert hard.read_bytes() == VICTIM
+
+
+# -- rollback's config restore --------------------------------------------------------------------
+def _migrated(tmp_path: Path) -> tuple[Target, Journal]:
+    t = _target(tmp_path)
+    t.server.config.parent.mkdir(parents=True)
+    for path, text in ((t.server.config, "server {}\n"), (t.agent.config, "agent {}\n")):
+        path.write_text(text)
+    j = Journal(t.journal.dir / t.node)
+    j.backup_file("server.conf", t.server.config)
+    j.backup_file("agent.conf", t.agent.config)
+    j.complete("guide_step_1", [])
+    t.server.config.write_text("server { phase = 4 }\n")
+    return t, j
+
+
+def test_rollback_restore_refuses_agent_conf_that_is_a_link(tmp_path, victim):
+    t, j = _migrated(tmp_path)
+    t.agent.config.unlink()
+    t.agent.config.symlink_to(victim)
+    with pytest.raises(MigrationError, match=str(t.agent.config)):
+        Rollback(t, j).step2_restore_configs()
+    assert untouched(victim) and t.agent.config.is_symlink()
+    assert t.server.config.read_text() == "server { phase = 4 }\n", "nothing restored before the refusal"
+
+
+def test_rollback_restore_never_writes_through_the_old_temp_name(tmp_path, victim):
+    t, j = _migrated(tmp_path)
+    (t.server.config.parent / f".server.conf.{os.getpid()}.tmp").symlink_to(victim)
+    Rollback(t, j).step2_restore_configs()
+    assert untouched(victim)
+    assert t.server.config.read_text() == "server {}\n" and not t.server.config.is_symlink()
+
+
+# -- the process log and the pid file --------------------------------------------------------------
+def _start(log: Path, pid_file: Path) -> None:
+    info = None
+    try:
+        info = process.start(["/bin/sleep", "30"], log=log, pid_file=pid_file)
+    finally:
+        if info is not None:
+            os.kill(info.pid, signal.SIGKILL)
+
+
+def test_the_process_log_refuses_a_planted_link(tmp_path, victim):
+    link = tmp_path / "agent.log"
+    link.symlink_to(victim)
+    with pytest.raises(MigrationError, match=str(link)):
+        _start(link, tmp_path / "agent.pid")
+    assert untouched(victim)
+    assert not (tmp_path / "agent.pid").exists(), "nothing started"
+
+
+def test_the_pid_file_refuses_a_planted_link(tmp_path, victim):
+    link = tmp_path / "agent.pid"
+    link.symlink_to(victim)
+    with pytest.raises(MigrationError, match=str(link)):
+        _start(tmp_path / "agent.log", link)
+    assert untouched(victim)
+
+
+# -- lock, then read: two runs never lose each other's records ------------------------------------
+def test_a_run_that_read_the_journal_before_the_lock_does_not_lose_the_other_runs_records(tmp_path):
+    """The forced interleaving: B reads, A runs step 3 and releases, B takes the lock and runs step 3."""
+    a, b = Journal(tmp_path / "node-1"), Journal(tmp_path / "node-1")   # both read an empty journal
+    with a.lock():
+        a.backup_data("entries.json", '{"entries": ["phase 3"]}')
+        a.complete("guide_step_3", ["exported 1 entry"])
+    with b.lock():
+        _, created = b.backup_data("entries.json", '{"entries": ["phase 4"]}')
+        b.set_fact("entries_before", 1)
+    assert not created, "B overwrote the Phase 3 backup"
+    assert (tmp_path / "node-1" / "backups" / "entries.json").read_text() == '{"entries": ["phase 3"]}'
+    assert Journal(tmp_path / "node-1").done("guide_step_3"), "B's save lost A's record"
+
+
+# -- a stale lock after kill -9 never blocks --------------------------------------------------------
+HOLD = """
+import sys, time
+from pathlib import Path
+from spire_migration.journal import Journal
+with Journal(Path(sys.argv[1])).lock():
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_lock_held_by_a_killed_run_is_free_at_once(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "node-1")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(MigrationError, match=f"pid {holder.pid}"):
+            with Journal(tmp_path / "node-1").lock():
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    started = time.monotonic()
+    with Journal(tmp_path / "node-1").lock():
+        assert time.monotonic() - started < 1.0
