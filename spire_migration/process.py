@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import ProcessError
+from .fileio import open_for_append, refuse_link, write_file
 from .redact import redact
 from .retry import poll
 
@@ -116,7 +117,8 @@ def start(argv: Sequence[str], *, log: Path, pid_file: Path,
     """Start ``argv`` detached (own session), output appended to ``log``, pid to ``pid_file``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab", buffering=0) as out:
+    refuse_link(pid_file)  # before anything starts
+    with os.fdopen(open_for_append(log), "ab", buffering=0) as out:
         try:
             proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
@@ -124,7 +126,7 @@ def start(argv: Sequence[str], *, log: Path, pid_file: Path,
         except OSError as exc:
             raise ProcessError(f"cannot start {Path(argv[0]).name}", expected="an executable",
                                found=str(exc)) from exc
-    pid_file.write_text(f"{proc.pid}\n")
+    write_file(pid_file, f"{proc.pid}\n")
     # /proc/<pid>/cmdline can still show the forking parent for a moment after exec
     info = poll(lambda: (i := proc_info(proc.pid)) is None or matches(i, argv[0]) and i, timeout=5.0,
                 what=f"{Path(argv[0]).name} to exec", error=ProcessError, raise_on_timeout=False)

@@ -13,14 +13,20 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from spire_migration import process, services
-from spire_migration.errors import MigrationError
+from spire_migration import locks, process, services
+from spire_migration.errors import FileError, JournalError, MigrationError
+from spire_migration.fileio import write_file
+from spire_migration.finalize import finalize
+from spire_migration.hclconfig import HclConfig
 from spire_migration.journal import Journal
+from spire_migration.locks import server_lock
+from spire_migration.migration import Migration
 from spire_migration.rollback import Rollback
 from spire_migration.target import Target
 
@@ -211,3 +217,141 @@ def test_a_lock_held_by_a_killed_run_is_free_at_once(tmp_path):
     started = time.monotonic()
     with Journal(tmp_path / "node-1").lock():
         assert time.monotonic() - started < 1.0
+
+
+# -- the one writer ---------------------------------------------------------------------------------
+@root_only
+def test_write_file_keeps_owner_and_mode_unless_told(tmp_path):
+    p = tmp_path / "agent.conf"
+    p.write_text("agent {}\n")
+    os.chown(p, NOBODY, NOGROUP)
+    os.chmod(p, 0o640)
+    write_file(p, "agent { a = 1 }\n")
+    st = p.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOGROUP, 0o640)
+    assert p.read_text() == "agent { a = 1 }\n"
+    write_file(p, "agent {}\n", mode=0o600, owner=(0, 0))
+    st = p.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o600)
+
+
+def test_write_file_new_file_is_0600_bytes_exact_and_leaves_no_temp(tmp_path):
+    p = tmp_path / "conf" / "server.conf"
+    write_file(p, "a = 1\r\n")
+    assert p.read_bytes() == b"a = 1\r\n" and stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert HclConfig.load(p).text == "a = 1\r\n"
+    assert sorted(os.listdir(p.parent)) == ["server.conf"]
+
+
+def test_write_file_refuses_a_link_and_names_it(tmp_path, victim):
+    link = tmp_path / "agent.conf"
+    link.symlink_to(victim)
+    with pytest.raises(FileError, match=f"{link}: it is a symbolic link"):
+        write_file(link, "agent {}\n")
+    assert untouched(victim) and link.is_symlink()
+
+
+def test_write_file_replaces_a_hard_link_without_writing_its_other_name(tmp_path, victim):
+    hard = tmp_path / "agent-data.json"
+    os.link(victim, hard)
+    write_file(hard, "{}")
+    assert untouched(victim) and hard.read_text() == "{}"
+
+
+def test_write_file_refuses_a_folder_link_others_could_have_planted(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    real = tmp_path / "real"
+    real.mkdir()
+    (shared / "conf").symlink_to(real)
+    with pytest.raises(FileError, match=f"its folder {shared / 'conf'} is a symbolic link"):
+        write_file(shared / "conf" / "agent.conf", "agent {}\n")
+    assert not (real / "agent.conf").exists()
+    (tmp_path / "conf").symlink_to(real)   # a link only root (and we) may replace: an admin's choice
+    write_file(tmp_path / "conf" / "agent.conf", "agent {}\n")
+    assert (real / "agent.conf").read_text() == "agent {}\n"
+
+
+def test_write_file_refuses_what_is_not_a_regular_file(tmp_path):
+    (tmp_path / "agent.conf").mkdir()
+    with pytest.raises(FileError, match="not a regular file"):
+        write_file(tmp_path / "agent.conf", "agent {}\n")
+
+
+# -- the server lock --------------------------------------------------------------------------------
+HOLD_SERVER = """
+import sys, time
+from pathlib import Path
+from spire_migration.locks import server_lock
+with server_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def server_holder(tmp_path):
+    """Another process holding the server lock of the journal dir ``tmp_path / "journal"``."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_SERVER, str(tmp_path / "journal")],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    yield holder
+    holder.kill()
+    holder.wait()
+
+
+def test_the_server_lock_is_taken_once_and_free_at_once_after_kill_9(tmp_path, server_holder):
+    with pytest.raises(JournalError, match=f"held by pid {server_holder.pid}"):
+        with server_lock(tmp_path / "journal", timeout=0.2):
+            pass
+    got: list[float] = []
+
+    def wait() -> None:
+        with server_lock(tmp_path / "journal", timeout=30):
+            got.append(time.monotonic())
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    killed = time.monotonic()
+    os.kill(server_holder.pid, signal.SIGKILL)
+    waiter.join(30)
+    assert got and got[0] - killed < 2.0, "the waiter got the lock of the killed holder"
+
+
+def test_migration_steps_4_to_6_wait_for_the_server_lock(tmp_path, server_holder, monkeypatch):
+    t, j = _migrated(tmp_path)
+    before = t.server.config.read_bytes(), t.agent.config.read_bytes()
+    monkeypatch.setattr(locks, "SERVER_LOCK_WAIT", 0.3)
+    m = Migration(t, j)
+    for step in ("step4_configure", "step5_stop_phase3", "step6_start_phase4"):
+        with pytest.raises(JournalError, match="another run holds the server lock"):
+            getattr(m, step)()
+    rb = Rollback(t, j)
+    for step in ("step1_stop_phase4", "step2_restore_configs", "step3_restart_phase3"):
+        with pytest.raises(JournalError, match="another run holds the server lock"):
+            getattr(rb, step)()
+    assert (t.server.config.read_bytes(), t.agent.config.read_bytes()) == before
+
+
+def test_finalize_takes_the_server_lock_and_every_nodes_lock_before_it_changes_anything(
+        tmp_path, monkeypatch):
+    t, j = _migrated(tmp_path)
+    t.server.config.write_text('plugins {\n  NodeAttestor "join_token" {\n    plugin_data {}\n  }\n}\n')
+    before = t.server.config.read_bytes()
+    other = Journal(t.journal.dir / "node-2")
+    other.complete("guide_step_10", [])
+    with other.lock():   # node-2's run is in progress
+        with pytest.raises(JournalError, match=str(other.root / "lock")):
+            finalize(t, j)
+    assert t.server.config.read_bytes() == before
+    monkeypatch.setattr(locks, "SERVER_LOCK_WAIT", 0.2)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_SERVER, str(t.journal.dir)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(JournalError, match="server lock"):
+            finalize(t, j)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert t.server.config.read_bytes() == before
