@@ -355,3 +355,15 @@ def test_finalize_takes_the_server_lock_and_every_nodes_lock_before_it_changes_a
         holder.kill()
         holder.wait()
     assert t.server.config.read_bytes() == before
+
+
+def test_a_process_started_after_a_config_was_written_is_not_older_than_it(tmp_path):
+    """finalize (and steps 5-6) restart what started before the config: the start time must be exact."""
+    conf = tmp_path / "server.conf"
+    write_file(conf, "server {}\n")
+    info = process.start(["/bin/sleep", "30"], log=tmp_path / "log", pid_file=tmp_path / "pid")
+    try:
+        assert not services.started_before(info, conf)
+        assert info.started_at >= conf.stat().st_mtime - 0.05
+    finally:
+        os.kill(info.pid, signal.SIGKILL)
