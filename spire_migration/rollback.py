@@ -152,6 +152,8 @@ class Rollback(JournaledRun):
         self._require_migration()
         for name in CONFIGS:
             self.journal.verify_backup(name)   # refuse before anything is stopped
+        for path in (self.t.server.config, self.t.agent.config):
+            refuse_link(path)                  # step 2 would refuse it: stop nothing
         notes: list[str] = []
         changes: list[str] = []
         others = self._other_tpm_agents()
