@@ -7,6 +7,7 @@ When there is no pid file, the pid that owns a unix socket is the fallback.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -36,9 +37,11 @@ class ProcInfo:
         return redact(" ".join(self.argv))
 
 
+@functools.cache
 def _boot_time() -> float:
     """When the kernel booted, to the microsecond (``btime`` in /proc/stat is whole seconds: a
-    process started just after a config was written looked up to 1 s older than the config)."""
+    process started just after a config was written looked up to 1 s older than the config).
+    Read once, so one process's start time is the same number every time it is read."""
     return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
