@@ -24,7 +24,7 @@ from typing import Callable
 
 from spire_migration import process, services
 from .errors import LabError
-from spire_migration.journal import write_atomic
+from spire_migration.fileio import write_file
 from spire_migration.runtimes import get_runtime
 from spire_migration.target import Target
 
@@ -54,7 +54,7 @@ def load_state(lay: Layout) -> dict:
 
 
 def save_state(lay: Layout, state: dict) -> None:
-    write_atomic(lay.state, json.dumps(state, indent=2) + "\n", mode=0o644)
+    write_file(lay.state, json.dumps(state, indent=2) + "\n", mode=0o644)
 
 
 def target_for(lay: Layout, node: str | None = None) -> Target:
@@ -164,18 +164,18 @@ def up(root: Path, agents: int = 1, log: Log = print) -> Path:
     # Phase 3, as the guide has it.
     lay.server_conf.parent.mkdir(parents=True, exist_ok=True)
     lay.server_data.mkdir(parents=True, exist_ok=True)
-    write_atomic(lay.server_conf, configs.server_conf(lay, TRUST_DOMAIN, state["server_port"]), mode=0o644)
+    write_file(lay.server_conf, configs.server_conf(lay, TRUST_DOMAIN, state["server_port"]), mode=0o644)
     for name in names:
         node = lay.node(name)
         node.agent_data.mkdir(parents=True, exist_ok=True)
-        write_atomic(node.agent_conf, configs.agent_conf(lay, node, TRUST_DOMAIN, state["server_port"],
-                                                         docker_host), mode=0o644)
-        write_atomic(lay.root / Target.file_name(name), _target_toml(lay, node, state), mode=0o644)
+        write_file(node.agent_conf, configs.agent_conf(lay, node, TRUST_DOMAIN, state["server_port"],
+                                                       docker_host), mode=0o644)
+        write_file(lay.root / Target.file_name(name), _target_toml(lay, node, state), mode=0o644)
     shutil.copyfile(lay.root / Target.file_name(names[0]), lay.target)
 
     first = Target.load(lay.target)
     services.start_server(first)
-    write_atomic(lay.bootstrap_bundle, services.server_cli(first).bundle_pem(), mode=0o644)
+    write_file(lay.bootstrap_bundle, services.server_cli(first).bundle_pem(), mode=0o644)
     log(f"spire-server healthy ({time.monotonic() - t0:.1f} s)")
     for name in names:
         start_phase3_agent(target_for(lay, name), log)

@@ -173,9 +173,10 @@ def stop(root: Path, timeout: float = 30.0) -> list[str]:
 
 
 def python_mounts() -> list[str]:
-    """Read-only bind mounts that give a container the host's Python: its prefix and /usr."""
-    prefix = os.path.realpath(sys.base_prefix)
-    return [f"{prefix}:{prefix}:ro", "/usr:/usr:ro"]
+    """Read-only bind mounts that give a container the host's Python: its prefix (and the venv's,
+    where the workload's packages are when the suite runs from one) and /usr."""
+    prefixes = dict.fromkeys(os.path.realpath(p) for p in (sys.base_prefix, sys.prefix))
+    return [f"{p}:{p}:ro" for p in prefixes] + ["/usr:/usr:ro"]
 
 
 def app_hash(app: Path = APP_FILE) -> str:
@@ -233,7 +234,7 @@ def build_workload_image(docker_host: str, tag: str = DEFAULT_TAG, app: Path = A
     digest = app_hash(app)
     if _image_label(docker_host, tag) == digest:
         return _image_id(docker_host, tag)
-    python = os.path.join(os.path.realpath(sys.base_prefix), "bin", "python3")
+    python = os.path.join(os.path.realpath(sys.prefix), "bin", "python3")   # the venv's, if any
     changes = [
         f"LABEL {HASH_LABEL}={digest}",
         f"ENV PATH={os.path.dirname(python)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

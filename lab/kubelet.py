@@ -683,20 +683,17 @@ def down(lab_root: Path, *, log: Log = print) -> None:
             pass
 
 
-def k8s_attestor_block(read_only_port: int) -> str:
+def k8s_attestor_body(read_only_port: int) -> str:
     """SPIRE's ``k8s`` workload attestor, reading the lab kubelet's read-only port on 127.0.0.1."""
-    return f"""    # Pods on the lab's real kubelet node: pod selectors from the kubelet's /pods
-    # (read-only port, 127.0.0.1 only). Added by lab/kubelet.py. The legacy container
-    # locator finds containers only under a pod's cgroup (kubepods/.../pod<uid>/<id>): the
-    # new one also takes the lab's docker containers (/docker/<id>, not pods of this kubelet)
-    # for pods, polls the kubelet for them and fails their attestation after 30 s.
-    WorkloadAttestor "k8s" {{
-        plugin_data {{
-            kubelet_read_only_port = {read_only_port}
-            use_new_container_locator = false
-        }}
-    }}
-
+    return f"""# Pods on the lab's real kubelet node: pod selectors from the kubelet's /pods
+# (read-only port, 127.0.0.1 only). Added by lab/kubelet.py. The legacy container
+# locator finds containers only under a pod's cgroup (kubepods/.../pod<uid>/<id>): the
+# new one also takes the lab's docker containers (/docker/<id>, not pods of this kubelet)
+# for pods, polls the kubelet for them and fails their attestation after 30 s.
+plugin_data {{
+    kubelet_read_only_port = {read_only_port}
+    use_new_container_locator = false
+}}
 """
 
 
@@ -705,23 +702,17 @@ def add_k8s_attestor(agent_conf: Path, read_only_port: int) -> bool:
 
     Returns True when the file changed (the agent must be restarted to load it).
     """
-    import re
+    from spire_migration.fileio import write_file
+    from spire_migration.hclconfig import HclConfig
 
-    text = agent_conf.read_text()
-    block = re.compile(r'(?:    #[^\n]*\n)*    WorkloadAttestor "k8s" \{\n.*?\n    \}\n\n?', re.S)
-    if block.search(text):
-        new = block.sub(lambda _m: k8s_attestor_block(read_only_port), text, count=1)
-    else:
-        at = text.find('    # Workloads are identified by the labels')
-        if at < 0:
-            at = text.find('    WorkloadAttestor "docker"')
-        if at < 0:
-            raise LabError("no docker WorkloadAttestor in the agent config", expected=str(agent_conf),
-                           found="no 'WorkloadAttestor \"docker\"' block")
-        new = text[:at] + k8s_attestor_block(read_only_port) + text[at:]
-    if new == text:
+    cfg = HclConfig.load(agent_conf)
+    if "docker" not in cfg.plugins("WorkloadAttestor"):
+        raise LabError("no docker WorkloadAttestor in the agent config", expected=str(agent_conf),
+                       found="no 'WorkloadAttestor \"docker\"' block")
+    new = cfg.with_plugin("WorkloadAttestor", "k8s", k8s_attestor_body(read_only_port))
+    if new.text == cfg.text:
         return False
-    agent_conf.write_text(new)
+    write_file(agent_conf, new.text)
     return True
 
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .errors import LabError
+from spire_migration.fileio import write_file
 
 SOCK = "swtpm.sock"
 PID_FILE = "swtpm.pid"
@@ -53,18 +54,17 @@ def _write_ca_config(ca_dir: Path) -> Path:
     ca_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ca_dir, 0o700)
     localca = ca_dir / "swtpm-localca.conf"
-    localca.write_text(
-        f"statedir = {ca_dir}\n"
-        f"signingkey = {ca_dir / 'signkey.pem'}\n"
-        f"issuercert = {endorsement_ca_path(ca_dir)}\n"
-        f"certserial = {ca_dir / 'certserial'}\n")
+    write_file(localca, f"statedir = {ca_dir}\n"
+                        f"signingkey = {ca_dir / 'signkey.pem'}\n"
+                        f"issuercert = {endorsement_ca_path(ca_dir)}\n"
+                        f"certserial = {ca_dir / 'certserial'}\n")
     setup = ca_dir / "swtpm_setup.conf"
     lines = [f"create_certs_tool = {_need('swtpm_localca')}",
              f"create_certs_tool_config = {localca}"]
     if LOCALCA_OPTIONS.is_file():
         lines.append(f"create_certs_tool_options = {LOCALCA_OPTIONS}")
     lines.append("active_pcr_banks = sha256")
-    setup.write_text("\n".join(lines) + "\n")
+    write_file(setup, "\n".join(lines) + "\n")
     return setup
 
 

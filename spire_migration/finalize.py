@@ -8,17 +8,24 @@ target-<node>.toml``, or ``--node <node>``). :func:`finalize` removes
 any more; otherwise it refuses and names the agents that remain (with the
 node they belong to when a sibling target description says so, and the
 workloads registered under them).
+
+A real finalize holds the server lock and every node's lock (it records
+``finalized_at`` in each node's journal) for all it does, taken before it
+changes anything: a node whose run is in progress makes it stop at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timezone
 from typing import Any
 
 from . import services
 from .errors import ConfigError, MigrationError, TargetError
-from .hclconfig import HclConfig, write_atomic
+from .fileio import write_file
+from .hclconfig import HclConfig
 from .journal import Journal
+from .locks import server_lock
 from .redact import redact
 from .spiffe_ids import TPM_ATTESTORS
 from .spire import id_str
@@ -65,6 +72,18 @@ def describe(agent: dict[str, Any]) -> str:
 
 def finalize(t: Target, journal: Journal, plan: bool = False) -> StepResult:
     """Remove the join_token NodeAttestor from the server, or refuse naming the agents left."""
+    if plan:
+        return _finalize(t, journal, [], plan=True)
+    with contextlib.ExitStack() as held:
+        held.enter_context(server_lock(t.journal.dir))
+        journals = [journal if path == journal.path else Journal(path.parent)
+                    for path in sorted(t.journal.dir.glob("*/journal.json"))]
+        for node_journal in journals:
+            held.enter_context(node_journal.lock())
+        return _finalize(t, journal, journals, plan=False)
+
+
+def _finalize(t: Target, journal: Journal, journals: list[Journal], plan: bool) -> StepResult:
     result = StepResult("after_migration_finalize", planned=plan)
     cfg = HclConfig.load(t.server.config)
     attestors = set(cfg.plugins("NodeAttestor"))
@@ -88,7 +107,7 @@ def finalize(t: Target, journal: Journal, plan: bool = False) -> StepResult:
         if not plan:
             path, _ = journal.backup_file(BACKUP, t.server.config)
             result.notes.append(f"server.conf backed up to {path}")
-            write_atomic(t.server.config, new.text)
+            write_file(t.server.config, new.text)
     else:
         result.notes.append("the server config has no join_token attestor (already finalized)")
     server = services.server_proc(t)
@@ -103,8 +122,7 @@ def finalize(t: Target, journal: Journal, plan: bool = False) -> StepResult:
     if not plan:
         if result.changes:  # the restart's transient agent errors are not the migration's: every node's journal
             now = datetime.now(timezone.utc).isoformat()
-            for path in sorted(t.journal.dir.glob("*/journal.json")):
-                other = journal if path == journal.path else Journal(path.parent)
-                other.set_fact("finalized_at", now)
+            for node_journal in journals:
+                node_journal.set_fact("finalized_at", now)
         journal.complete("after_migration_finalize", result.changes)
     return result

@@ -19,7 +19,9 @@ from datetime import datetime, timezone
 from . import attestor, guide_lint, premigration, services, tpm
 from .errors import ConfigError, MigrationError, SpireError, TPMError
 from .faults import checkpoint
-from .hclconfig import HclConfig, write_atomic
+from .fileio import refuse_link, write_file
+from .hclconfig import HclConfig
+from .locks import holds_server_lock
 from .node import Phase
 from .redact import redact
 from .reregister import apply_reparent, plan_reparent
@@ -160,6 +162,7 @@ class Migration(JournaledRun):
                 agt_new = agt_new.without_setting("agent", key)
         return srv, srv_new, agt, agt_new
 
+    @holds_server_lock
     def step4_configure(self) -> StepResult:
         """The guide's setup_tpm.sh, on real SPIRE: server gets the TPM attestor next to
         join_token; the agent gets exactly one NodeAttestor, the TPM one."""
@@ -172,6 +175,8 @@ class Migration(JournaledRun):
                 changes.append("installed tpm2-tools")
             else:
                 notes.append("tpm2-tools not installed (not needed: the suite reads the TPM with tpm2-pytss)")
+        for path in (self.t.server.config, self.t.agent.config):
+            refuse_link(path)  # both, before either is written
         for now, new, path in ((srv, srv_new, self.t.server.config), (agt, agt_new, self.t.agent.config)):
             if now.text != new.text:
                 diff = now.diff(new, str(path))
@@ -179,12 +184,13 @@ class Migration(JournaledRun):
                     if not self.journal.has_backup(path.name):
                         raise MigrationError(f"no backup of {path} in the journal", expected="step 3 done",
                                              found="no backup", remedy="run the migration from step 1")
-                    write_atomic(path, new.text)
+                    write_file(path, new.text)
                     checkpoint(f"guide_step_4:{path.name} written")
                 changes.append(f"{'changed' if not self.plan else 'change'} {path}:\n{diff}")
         return self.finish("guide_step_4", changes, notes)
 
     # -- step 5 -----------------------------------------------------------------
+    @holds_server_lock
     def step5_stop_phase3(self) -> StepResult:
         """Stop the exact Phase 3 processes (by pid, never by name)."""
         changes = []
@@ -202,6 +208,7 @@ class Migration(JournaledRun):
         return self.finish("guide_step_5", changes)
 
     # -- step 6 -----------------------------------------------------------------
+    @holds_server_lock
     def step6_start_phase4(self) -> StepResult:
         """Server first (polled until healthy), then the agent with NO join token."""
         changes = []

@@ -7,14 +7,17 @@ When there is no pid file, the pid that owns a unix socket is the fallback.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from .errors import ProcessError
+from .fileio import open_for_append, refuse_link, write_file
 from .redact import redact
 from .retry import poll
 
@@ -34,11 +37,12 @@ class ProcInfo:
         return redact(" ".join(self.argv))
 
 
+@functools.cache
 def _boot_time() -> float:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    raise ProcessError("cannot read the boot time", expected="btime in /proc/stat", found="none")
+    """When the kernel booted, to the microsecond (``btime`` in /proc/stat is whole seconds: a
+    process started just after a config was written looked up to 1 s older than the config).
+    Read once, so one process's start time is the same number every time it is read."""
+    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def proc_info(pid: int) -> ProcInfo | None:
@@ -116,7 +120,8 @@ def start(argv: Sequence[str], *, log: Path, pid_file: Path,
     """Start ``argv`` detached (own session), output appended to ``log``, pid to ``pid_file``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab", buffering=0) as out:
+    refuse_link(pid_file)  # before anything starts
+    with os.fdopen(open_for_append(log), "ab", buffering=0) as out:
         try:
             proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
@@ -124,7 +129,7 @@ def start(argv: Sequence[str], *, log: Path, pid_file: Path,
         except OSError as exc:
             raise ProcessError(f"cannot start {Path(argv[0]).name}", expected="an executable",
                                found=str(exc)) from exc
-    pid_file.write_text(f"{proc.pid}\n")
+    write_file(pid_file, f"{proc.pid}\n")
     # /proc/<pid>/cmdline can still show the forking parent for a moment after exec
     info = poll(lambda: (i := proc_info(proc.pid)) is None or matches(i, argv[0]) and i, timeout=5.0,
                 what=f"{Path(argv[0]).name} to exec", error=ProcessError, raise_on_timeout=False)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .journal import write_atomic
+from .fileio import write_file
 from .redact import redact, redact_obj
 from .verdict import CheckResult
 
@@ -49,7 +49,7 @@ def summary_dict(run: Run, exitstatus: int) -> dict[str, Any]:
 
 
 def write_summary(run: Run, path: Path, exitstatus: int) -> None:
-    write_atomic(path, json.dumps(redact_obj(summary_dict(run, exitstatus)), indent=2) + "\n")
+    write_file(path, json.dumps(redact_obj(summary_dict(run, exitstatus)), indent=2) + "\n")
 
 
 _PHASE_TAGS = ("migrate", "validate", "rollback", "diagnose", "audit", "lab", "slow", "strategy_gradual",
@@ -142,7 +142,7 @@ def write_markdown(run: Run, path: Path) -> None:
                 lines.append(f"  - remedy: {c.remedy}")
     if run.changes:
         lines += ["", "## Changes", ""] + [f"- {c}" for c in run.changes]
-    write_atomic(path, redact("\n".join(lines)) + "\n", mode=0o600)
+    write_file(path, redact("\n".join(lines)) + "\n", mode=0o600)
 
 
 def terminal_lines(run: Run) -> list[str]:

@@ -30,14 +30,15 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import attestor, premigration, services
 from .errors import JournalError, MigrationError
-from .journal import Journal, sha256_file, write_atomic
+from .fileio import refuse_link, write_file
+from .journal import Journal, sha256_file
+from .locks import holds_server_lock
 from .migration import IDENTITY
 from .node import Node, Phase
 from .redact import redact
@@ -138,6 +139,7 @@ class Rollback(JournaledRun):
         return not keep
 
     # -- step 1 -----------------------------------------------------------------
+    @holds_server_lock
     def step1_stop_phase4(self) -> StepResult:
         """Stop the Phase 4 agent (and the server when its config is to be restored), by pid."""
         if self.step_done(1):
@@ -145,6 +147,8 @@ class Rollback(JournaledRun):
         self._require_migration()
         for name in CONFIGS:
             self.journal.verify_backup(name)   # refuse before anything is stopped
+        for path in (self.t.server.config, self.t.agent.config):
+            refuse_link(path)                  # step 2 would refuse it: stop nothing
         notes: list[str] = []
         changes: list[str] = []
         others = self._other_tpm_agents()
@@ -167,6 +171,7 @@ class Rollback(JournaledRun):
         return self._result(1, changes, notes)
 
     # -- step 2 -----------------------------------------------------------------
+    @holds_server_lock
     def step2_restore_configs(self) -> StepResult:
         """Restore both configs byte for byte from the hash-checked backups."""
         if self.step_done(2):
@@ -176,14 +181,15 @@ class Rollback(JournaledRun):
         if self.journal.fact("rollback_keeps_server_conf"):
             wanted = wanted[1:]
         backups = {name: self.journal.verify_backup(name) for name, _ in wanted}  # all, before any write
+        for _, dest in wanted:
+            refuse_link(dest)  # all, before any write: never through a link, never leave one
         changes = []
         for name, dest in wanted:
             want = self.journal.data["backups"][name]["sha256"]
             if dest.exists() and sha256_file(dest) == want:
                 continue
-            mode = stat.S_IMODE(os.stat(dest).st_mode) if dest.exists() else 0o644
             if not self.plan:
-                write_atomic(dest, backups[name].read_bytes(), mode=mode)
+                write_file(dest, backups[name].read_bytes(), mode=None if dest.exists() else 0o644)
                 if sha256_file(dest) != want:
                     raise JournalError(f"{dest} does not match its backup after the restore",
                                        expected=f"sha256 {want}", found=f"sha256 {sha256_file(dest)}",
@@ -193,6 +199,7 @@ class Rollback(JournaledRun):
         return self._result(2, changes)
 
     # -- step 3 -----------------------------------------------------------------
+    @holds_server_lock
     def step3_restart_phase3(self) -> StepResult:
         """Server, a new join token, the agent with it, entries re-parented, Phase 3 workload."""
         if self.step_done(3):

@@ -19,7 +19,7 @@ from cryptography import x509
 
 from . import process
 from .errors import ProcessError, SpireError
-from .journal import write_atomic
+from .fileio import refuse_link, write_file
 from .process import ProcInfo
 from .redact import register_secret
 from .retry import poll
@@ -133,8 +133,9 @@ def agent_id_from_data(text: str | None) -> str | None:
 
 
 def forget_agent_svid(t: Target) -> bool:
-    """Drop the cached agent SVID (keep the bundle) so the agent attests afresh."""
+    """Drop the cached agent SVID (keep the bundle, the owner and the mode) so the agent attests afresh."""
     path = agent_data_file(t)
+    refuse_link(path)  # the agent's user may plant one in its data dir
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -143,7 +144,7 @@ def forget_agent_svid(t: Target) -> bool:
         return False
     data["svid"] = None
     data["reattestable"] = False
-    write_atomic(path, json.dumps(data), mode=0o600)
+    write_file(path, json.dumps(data))
     return True
 
 

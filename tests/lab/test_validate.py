@@ -24,7 +24,7 @@ import pytest
 from lab import measure
 from spire_migration import services, tpm
 from spire_migration.hclconfig import HclConfig
-from spire_migration.journal import write_atomic
+from spire_migration.fileio import write_file
 from spire_migration.spire import id_str, to_create_data
 
 
@@ -198,14 +198,14 @@ def test_join_token_attestor_back_in_agent_config(vlab: Lab):
     t = vlab.target
     original = t.agent.config.read_bytes()
     cfg = HclConfig.load(t.agent.config)
-    write_atomic(t.agent.config, cfg.with_plugin("NodeAttestor", "join_token", "plugin_data {}").text, mode=0o644)
+    write_file(t.agent.config, cfg.with_plugin("NodeAttestor", "join_token", "plugin_data {}").text, mode=0o644)
     try:
         run, _, _ = _validate(vlab, "--logs-since", _now(), name="break-config")
         _assert_only(run, "post_check_2", ["NodeAttestors ['join_token', 'tpm_devid']",
                                            "remove NodeAttestor \"join_token\""],
                      {"audit_2": "NodeAttestor \"join_token\""})
     finally:
-        write_atomic(t.agent.config, original, mode=0o644)
+        write_file(t.agent.config, original, mode=0o644)
 
 
 def test_tpm_socket_world_writable(vlab: Lab):

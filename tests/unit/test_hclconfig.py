@@ -4,15 +4,13 @@ every result re-parses, and the editor is not fooled by comments or strings."""
 from __future__ import annotations
 
 import difflib
-import os
-import stat
 
 import hcl2
 import pytest
 
 from spire_migration import hclconfig
 from spire_migration.errors import ConfigError
-from spire_migration.hclconfig import HclConfig, write_atomic
+from spire_migration.hclconfig import HclConfig
 
 # The guide's Phase 3 server.conf, as an operator keeps it: comments everywhere,
 # one of them mentioning the Phase 4 block, a string with braces, a block comment
@@ -504,39 +502,6 @@ def test_sha256_tracks_the_text(agent: HclConfig) -> None:
     import hashlib
     assert agent.sha256 == hashlib.sha256(AGENT_CONF.encode()).hexdigest()
     assert agent.without_setting("agent", "join_token").sha256 != agent.sha256
-
-
-# ---------------------------------------------------------------- write_atomic
-
-def test_write_atomic_keeps_mode_and_leaves_no_temp(tmp_path) -> None:
-    p = tmp_path / "agent.conf"
-    p.write_text(AGENT_CONF)
-    os.chmod(p, 0o640)
-    write_atomic(p, "agent {}\n")
-    assert p.read_text() == "agent {}\n"
-    assert stat.S_IMODE(os.stat(p).st_mode) == 0o640
-    assert sorted(os.listdir(tmp_path)) == ["agent.conf"]
-    write_atomic(p, "agent {}\n", mode=0o600)
-    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
-
-
-def test_write_atomic_roundtrip_and_symlink(tmp_path, agent: HclConfig) -> None:
-    real = tmp_path / "real.conf"
-    real.write_text(AGENT_CONF)
-    link = tmp_path / "agent.conf"
-    link.symlink_to(real)
-    new = agent.without_setting("agent", "join_token")
-    write_atomic(link, new.text)
-    assert link.is_symlink()
-    assert HclConfig.load(link).text == new.text
-    assert HclConfig.load(real).sha256 == new.sha256
-
-
-def test_write_atomic_new_file_and_crlf_bytes(tmp_path) -> None:
-    p = tmp_path / "server.conf"
-    write_atomic(p, "a = 1\r\n")
-    assert p.read_bytes() == b"a = 1\r\n"
-    assert HclConfig.load(p).text == "a = 1\r\n"
 
 
 def test_guide_literal_phase4_agent_is_fixed_to_one_attestor() -> None:
