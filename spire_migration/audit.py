@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from . import tpm
+from . import services, tpm
 from .checks import CheckResult, _result, guarded
 from .errors import ConfigError
 from .hardening import agent_config
@@ -140,8 +140,8 @@ def no_join_token_left(view: HostView, target: Target) -> CheckResult:
         if "join_token" in cfg.plugins("NodeAttestor"):
             problems.append(f"{target.agent.config} still has NodeAttestor \"join_token\"")
     proc = view.proc_argv(target.agent_bin, target.agent.pid_file)
-    if proc and any(a == "-joinToken" or a.startswith("-joinToken=") or a.startswith("--joinToken") for a in proc[1]):
-        problems.append(f"spire-agent pid {proc[0]} runs with -joinToken")
+    if proc and (flag := services.join_token_flag(proc[1])):
+        problems.append(f"spire-agent pid {proc[0]} runs with {flag}")
     if target.agent.join_token_file:
         files.append(str(target.agent.join_token_file))
     for path in files:

@@ -15,7 +15,7 @@ from typing import Any
 from . import tpm
 from .errors import MigrationError
 from .node import Node
-from .redact import redact
+from .redact import redact, redact_obj
 from .spire import id_str, selector_strs
 
 
@@ -31,6 +31,10 @@ class CheckResult:
     remedy: str = ""
     #: A warning is a pass that the reports show with its text.
     warnings: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in redact_obj(vars(self)).items())
+        return redact(f"CheckResult({fields})")
 
     def message(self) -> str:
         text = f"{self.title}\n  expected: {self.expected}\n  found:    {self.found}"

@@ -21,9 +21,11 @@ Four steps, each idempotent and resumable like the migration's (journal steps
    VERIFIED; then the migration's journal is reset (its backups are kept under
    ``backups/cycle-N/``) so a new ``pytest -m migrate`` migrates again.
 
-The new join token is a secret: it is registered with :mod:`redact` the moment
-it exists, passed to the agent with ``-joinToken`` (as the guide does), and
-never written to the journal, a log or a report.
+The new join token is a secret (:class:`~spire_migration.secret.Secret`, short
+TTL): it reaches the agent in a 0600 file (``-joinTokenFile``) removed once
+the agent attested, never on a command line (the guide's ``-joinToken`` would
+show it in ``ps`` to every local user), and never in the journal, a log or a
+report.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from .redact import redact
 from .reregister import apply_reparent, moved_content, plan_reparent
 from .spire import entry_content, id_str
 from .steprun import JournaledRun, StepResult
+from .target import Target
 
 CONFIGS = ("server.conf", "agent.conf")
 #: Backups that belong to one migration cycle; retired after a completed rollback.
@@ -210,7 +213,7 @@ class Rollback(JournaledRun):
             return self._result(3, [
                 "start spire-server (Phase 3 config) and wait until healthy",
                 f"generate a new join token (-spiffeID {self.token_alias() or 'none'}); the old one is spent",
-                "forget the TPM agent's cached SVID; start spire-agent with -joinToken <redacted>",
+                "forget the TPM agent's cached SVID; start spire-agent with the token in a 0600 file",
                 f"re-parent every entry of {tpm_id} (and of {redact(str(old_jt))}) under the new join_token agent",
                 f"evict the TPM agent {tpm_id}", "deploy the Phase 3 workload"])
         if services.server_proc(self.t) is None:
@@ -225,8 +228,8 @@ class Rollback(JournaledRun):
             if services.forget_agent_svid(self.t):
                 changes.append("dropped the agent's cached TPM SVID so it attests with the new join token")
             alias = self.token_alias()
-            token = server.token_generate(spiffe_id=alias)  # registered as a secret at once
-            info = services.start_agent(self.t, join_token=token)
+            token = server.token_generate(spiffe_id=alias, ttl=token_ttl(self.t))
+            info = services.start_agent(self.t, join_token=token)   # returns once attested
             new = services.wait_agent_ready(self.t, info)
             changes.append(f"generated a new join token{f' for {alias}' if alias else ''} and started "
                            f"spire-agent pid {info.pid} with it; it attested as {redact(new)}")
@@ -355,6 +358,11 @@ class Rollback(JournaledRun):
 
     def run(self) -> list[StepResult]:
         return [getattr(self, name)() for name in self.STEPS]
+
+
+def token_ttl(t: Target) -> int:
+    """A join token lives just long enough for the agent to start and attest."""
+    return int(t.thresholds.start_timeout_s) + 30
 
 
 def backup_path(journal: Journal, name: str) -> Path:

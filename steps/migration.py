@@ -117,7 +117,7 @@ def _phase3_stopped(node: Node, outcome: StepResult) -> None:
     if not _proving(outcome):
         return
     agent = node.agent_proc()
-    assert agent is None or "-joinToken" not in agent.argv, f"a join_token agent still runs: pid {agent.pid}"
+    assert agent is None or not services.join_token_flag(agent.argv), f"a join_token agent still runs: pid {agent.pid}"
     server = node.server_proc()
     assert server is None or not services.started_before(server, node.target.server.config), \
         f"spire-server pid {server.pid} still runs the Phase 3 config"
@@ -130,7 +130,7 @@ def _phase4_started(node: Node, outcome: StepResult) -> None:
     assert node.server.healthy(), "spire-server is not healthy"
     agent = node.agent_proc()
     assert agent is not None and node.agent.healthy(), "spire-agent is not running and healthy"
-    assert "-joinToken" not in agent.argv, "the agent was started with -joinToken: it would attest by join_token"
+    assert not services.join_token_flag(agent.argv), "the agent was started with a join token: it would attest by join_token"
 
 
 @then("the agent is attested by the TPM attestor with the expected agent ID")
