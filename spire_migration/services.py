@@ -24,6 +24,7 @@ from typing import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_private_key
 
 from . import process
 from .errors import ProcessError, SpireError
@@ -159,6 +160,11 @@ def agent_identity(t: Target) -> str | None:
                          expected="an agent SVID that chains to the server's trust bundle",
                          found=f"an SVID for {redact(ident)} that does not", remedy=_CRAFTED)
 
+    if _holds_key(t, chain[0]) is False:
+        raise SpireError(f"{agent_data_file(t)} names {redact(ident)}, whose key this node's agent does not hold",
+                         expected=f"the SVID's public key among the agent's keys ({_keys_file(t)})",
+                         found="another key: the SVID was copied from another node", remedy=_CRAFTED)
+
     def record_matches() -> bool:
         record, cached = server.agent(ident), _cached_svid(t)
         return record is None or bool(cached) and str(record.get("x509svid_serial_number")) == str(
@@ -190,6 +196,30 @@ def _cached_svid(t: Target) -> list[x509.Certificate]:
         except ValueError:
             return []
     return certs
+
+
+def _keys_file(t: Target) -> Path:
+    return t.agent.data_dir / "keys.json"
+
+
+def _holds_key(t: Target, cert: x509.Certificate) -> bool | None:
+    """Whether the agent's own keys (KeyManager "disk": keys.json) include the SVID's key; None: no such file.
+
+    A copied agent-data.json carries another node's certificate, never its private key.
+    """
+    try:
+        keys = json.loads(_keys_file(t).read_text()).get("keys") or {}
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        return None
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    for der in keys.values():
+        try:
+            public = load_der_private_key(base64.b64decode(der), password=None).public_key()
+        except (ValueError, TypeError):
+            continue
+        if public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == spki:
+            return True
+    return False
 
 
 def _uri(cert: x509.Certificate) -> str | None:
