@@ -123,7 +123,8 @@ def _redact_named(text: str) -> str:
             end = closing.start() if closing else len(text)
             out += [text[pos:body_start], MASK + "\n"]
             pos = end
-        elif m.group("sep") == "=" and (bare := _BARE_VALUE.match(rest)) and not bare.group().startswith("<"):
+        elif m.group("sep") == "=" and (bare := _BARE_VALUE.match(rest)) and not bare.group().startswith("<") \
+                and _parts(m.group("key")) != ["key"]:   # ``sorted(x, key=len)`` is code, not a secret
             out += [text[pos:i], MASK]
             pos = i + bare.end()
     out.append(text[pos:])
