@@ -25,7 +25,6 @@ from typing import Callable
 from spire_migration import process, services
 from spire_migration.errors import LabError
 from spire_migration.journal import write_atomic
-from spire_migration.rollback import token_ttl
 from spire_migration.runtimes import get_runtime
 from spire_migration.target import Target
 
@@ -187,7 +186,7 @@ def up(root: Path, agents: int = 1, log: Log = print) -> Path:
 def start_phase3_agent(t: Target, log: Log = print) -> str:
     """Generate a join token, start the agent with it, register the workload, deploy it."""
     server = services.server_cli(t)
-    token = server.token_generate(spiffe_id=AGENT_ALIAS, ttl=token_ttl(t))
+    token = server.token_generate(spiffe_id=AGENT_ALIAS, ttl=services.token_ttl(t))
     info = services.start_agent(t, join_token=token)   # by file, never on the command line
     agent_id = services.wait_agent_ready(t, info)
     entry = {"spiffe_id": t.workload.spiffe_id, "parent_id": agent_id,

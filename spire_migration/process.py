@@ -18,6 +18,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,12 +126,24 @@ def read_pid_file(path: Path) -> int | None:
 
 
 def trusted_folder(path: Path, uids: Iterable[int]) -> bool:
-    """True when ``path`` is a folder owned by one of ``uids`` that no group or other may write."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return st.st_uid in set(uids) and not st.st_mode & 0o022
+    """True when no one but ``uids`` can have put anything in folder ``path``.
+
+    The folder and every folder above it are owned by one of ``uids`` (or
+    root); the folder itself is writable by no group or other, and a folder
+    above it only when sticky (``/tmp``), where no one can rename what is ours.
+    """
+    owners = set(uids) | {0}
+    current = Path(os.path.abspath(path))
+    for i, folder in enumerate([current, *current.parents]):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return False
+        if st.st_uid not in owners or not stat.S_ISDIR(st.st_mode):
+            return False
+        if st.st_mode & 0o022 and (i == 0 or not st.st_mode & stat.S_ISVTX):
+            return False
+    return True
 
 
 def socket_owner(socket_path: Path, uids: Iterable[int] | None = None) -> int | None:

@@ -46,7 +46,6 @@ from .redact import redact
 from .reregister import apply_reparent, moved_content, plan_reparent
 from .spire import entry_content, id_str
 from .steprun import JournaledRun, StepResult
-from .target import Target
 
 CONFIGS = ("server.conf", "agent.conf")
 #: Backups that belong to one migration cycle; retired after a completed rollback.
@@ -228,7 +227,7 @@ class Rollback(JournaledRun):
             if services.forget_agent_svid(self.t):
                 changes.append("dropped the agent's cached TPM SVID so it attests with the new join token")
             alias = self.token_alias()
-            token = server.token_generate(spiffe_id=alias, ttl=token_ttl(self.t))
+            token = server.token_generate(spiffe_id=alias, ttl=services.token_ttl(self.t))
             info = services.start_agent(self.t, join_token=token)   # returns once attested
             new = services.wait_agent_ready(self.t, info)
             changes.append(f"generated a new join token{f' for {alias}' if alias else ''} and started "
@@ -358,11 +357,6 @@ class Rollback(JournaledRun):
 
     def run(self) -> list[StepResult]:
         return [getattr(self, name)() for name in self.STEPS]
-
-
-def token_ttl(t: Target) -> int:
-    """A join token lives just long enough for the agent to start and attest."""
-    return int(t.thresholds.start_timeout_s) + 30
 
 
 def backup_path(journal: Journal, name: str) -> Path:

@@ -46,7 +46,15 @@ def agent_cli(t: Target) -> SpireAgent:
 
 
 def server_proc(t: Target) -> ProcInfo | None:
-    return process.find(t.server_bin, t.server.pid_file, t.server.socket)
+    """The server process: its binary, run by root or by the owner of its data dir (its user)."""
+    return process.find(t.server_bin, t.server.pid_file, t.server.socket, user=_owner(t.server.data_dir))
+
+
+def _owner(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_uid
+    except OSError:
+        return None
 
 
 def agent_proc(t: Target) -> ProcInfo | None:
@@ -88,6 +96,11 @@ def start_agent(t: Target, join_token: Secret | None = None) -> ProcInfo:
         info = process.start(argv + ["-joinTokenFile", str(path)], log=t.agent.log, pid_file=t.agent.pid_file)
         wait_agent_ready(t, info)
     return info
+
+
+def token_ttl(t: Target) -> int:
+    """A join token lives just long enough for the agent to start and attest (seconds)."""
+    return int(t.thresholds.start_timeout_s) + 30
 
 
 def join_token_flag(argv: Sequence[str]) -> str | None:
@@ -140,7 +153,8 @@ def agent_identity(t: Target) -> str | None:
     reachable or has no such agent (evicted, never attested).
 
     Raises :class:`SpireError` when the cached SVID does not chain to the
-    server's trust bundle, or the server's record of that agent names another
+    server's trust bundle, its key is not among the agent's own keys
+    (KeyManager "disk"), or the server's record of that agent names another
     SVID (serial number): the file was crafted or copied, and nothing may act
     on the agent it names.
     """
@@ -152,29 +166,30 @@ def agent_identity(t: Target) -> str | None:
     if not server.healthy():
         return None
     try:
-        roots = [c for c in x509.load_pem_x509_certificates(server.bundle_pem().encode())]
+        roots = x509.load_pem_x509_certificates(server.bundle_pem().encode())
     except (SpireError, ValueError):
         return None
     if not _chains_to(chain, roots):
         raise SpireError(f"{agent_data_file(t)} holds an SVID the server did not issue",
                          expected="an agent SVID that chains to the server's trust bundle",
                          found=f"an SVID for {redact(ident)} that does not", remedy=_CRAFTED)
-
     if _holds_key(t, chain[0]) is False:
         raise SpireError(f"{agent_data_file(t)} names {redact(ident)}, whose key this node's agent does not hold",
                          expected=f"the SVID's public key among the agent's keys ({_keys_file(t)})",
                          found="another key: the SVID was copied from another node", remedy=_CRAFTED)
 
-    def record_matches() -> bool:
-        record, cached = server.agent(ident), _cached_svid(t)
-        return record is None or bool(cached) and str(record.get("x509svid_serial_number")) == str(
+    record: list[dict | None] = [None]
+
+    def settled() -> bool:   # an SVID rotation reaches the server's record within seconds
+        record[0], cached = server.agent(ident), _cached_svid(t)
+        return record[0] is None or bool(cached) and str(record[0].get("x509svid_serial_number")) == str(
             cached[0].serial_number)
 
-    if not poll(record_matches, timeout=6.0, raise_on_timeout=False):   # a rotation settles in seconds
+    if not poll(settled, timeout=6.0, raise_on_timeout=False):
         raise SpireError(f"{agent_data_file(t)} names {redact(ident)}, but not with the SVID the server issued it",
                          expected="the serial number of the server's record of that agent",
                          found=f"serial {chain[0].serial_number}", remedy=_CRAFTED)
-    return ident if server.agent(ident) is not None else None
+    return ident if record[0] is not None else None
 
 
 _CRAFTED = ("do not migrate this node: its agent-data.json was replaced; stop the agent, remove the file, "

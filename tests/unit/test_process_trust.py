@@ -109,3 +109,13 @@ def test_a_daemon_gets_a_minimal_environment(tmp_path: Path, monkeypatch: pytest
         assert "PATH" in env
     finally:
         process.stop(info, pid_file=tmp_path / "pid")
+
+
+def test_a_socket_folder_under_a_folder_others_own_is_not_trusted(tmp_path: Path) -> None:
+    planted = tmp_path / "spire-agent"          # e.g. /tmp/spire-agent made by a local user first
+    (planted / "public").mkdir(parents=True)
+    os.chown(planted, NOBODY, NOBODY)
+    assert not process.trusted_folder(planted / "public", {0})
+    os.chown(planted, 0, 0)
+    assert process.trusted_folder(planted / "public", {0})
+    assert process.trusted_folder(Path("/tmp"), {0}) is False      # itself writable by all
