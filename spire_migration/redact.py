@@ -48,6 +48,7 @@ _NAMED = re.compile(r"""(?<![\w-])(?P<q>\\*["'])?(?P<key>[A-Za-z][A-Za-z0-9_.-]*
 _FLAG = re.compile(r"""(?<![\w-])(?P<flag>--?[A-Za-z][A-Za-z0-9_-]*)(?P<sep>=|[ \t]+|["'],[ \t]*["'])"""
                    r"""(?P<val>[^\s"',)\]]+)""")
 _HEREDOC = re.compile(r"<<-?([A-Za-z_][A-Za-z0-9_]*)[ \t]*\n")
+_NOT_A_VALUE = {"None", "True", "False", "null", "nil"}
 _BARE_VALUE = re.compile(r"""[^\s,;&)\]}'"]+""")
 
 
@@ -124,7 +125,7 @@ def _redact_named(text: str) -> str:
             out += [text[pos:body_start], MASK + "\n"]
             pos = end
         elif m.group("sep") == "=" and (bare := _BARE_VALUE.match(rest)) and not bare.group().startswith("<") \
-                and _parts(m.group("key")) != ["key"]:   # ``sorted(x, key=len)`` is code, not a secret
+                and bare.group() not in _NOT_A_VALUE and _parts(m.group("key")) != ["key"]:  # key=len: code
             out += [text[pos:i], MASK]
             pos = i + bare.end()
     out.append(text[pos:])

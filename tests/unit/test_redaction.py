@@ -67,6 +67,7 @@ def test_every_leak_form_is_redacted(text: str, secret: str) -> None:
     '"type": "spiffe_id", "value": "spiffe://example.org/agent"',
     "the join token: expected one",
     "newest = max(certs, key=lambda c: c.not_valid_after_utc)",
+    "info = services.start_agent(self.t, join_token=None)",
 ])
 def test_names_that_hold_no_secret_stay(text: str) -> None:
     assert redact(text) == text
