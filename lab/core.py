@@ -186,8 +186,8 @@ def up(root: Path, agents: int = 1, log: Log = print) -> Path:
 def start_phase3_agent(t: Target, log: Log = print) -> str:
     """Generate a join token, start the agent with it, register the workload, deploy it."""
     server = services.server_cli(t)
-    token = server.token_generate(spiffe_id=AGENT_ALIAS)
-    info = services.start_agent(t, join_token=token)
+    token = server.token_generate(spiffe_id=AGENT_ALIAS, ttl=services.token_ttl(t))
+    info = services.start_agent(t, join_token=token)   # by file, never on the command line
     agent_id = services.wait_agent_ready(t, info)
     entry = {"spiffe_id": t.workload.spiffe_id, "parent_id": agent_id,
              "selectors": [dict(zip(("type", "value"), s.split(":", 1))) for s in t.workload.selectors]}

@@ -32,6 +32,7 @@ import tarfile
 import time
 from pathlib import Path
 
+from spire_migration import process
 from .errors import LabError
 
 APP_FILE = Path(__file__).resolve().parent.parent / "workload" / "mtls_app.py"
@@ -86,11 +87,8 @@ def _read_pid(pidfile: Path) -> int | None:
 
 
 def _is_dockerd(pid: int) -> bool:
-    try:
-        exe = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-    except OSError:
-        return False
-    return os.path.basename(exe) == b"dockerd"
+    info = process.proc_info(pid)
+    return info is not None and process.matches(info, "dockerd")
 
 
 def _log_tail(log: Path, lines: int = 15) -> str:
@@ -113,7 +111,7 @@ def start(root: Path, timeout: float = 30.0) -> str:
     log = open(p["log"], "ab")
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
+                                start_new_session=True, env=process.daemon_env())
     except FileNotFoundError as exc:
         raise LabError("dockerd is not installed", expected="dockerd on PATH",
                        found=str(exc), remedy="apt-get install docker.io") from exc

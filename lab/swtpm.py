@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from spire_migration import process
 from .errors import LabError
 from spire_migration.fileio import write_file
 
@@ -155,7 +156,7 @@ def start(state_dir: Path, timeout: float = 10) -> int:
            "--flags", "not-need-init,startup-clear", "--daemon",
            "--pid", f"file={state_dir / PID_FILE}",
            "--log", f"file={state_dir / LOG_FILE},level=5"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=process.daemon_env())
     if proc.returncode != 0:
         raise LabError("swtpm did not start", expected="exit code 0",
                        found=f"exit {proc.returncode}: {(proc.stderr + proc.stdout).strip()}",

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from . import tpm
+from . import services, tpm
 from .errors import ConfigError
 from .hostview import HostView
 from .node import Node
@@ -144,8 +144,8 @@ def no_join_token_left(node: Node) -> CheckResult:
     if "join_token" in cfg.plugins("NodeAttestor"):
         problems.append(f"{target.agent.config} still has NodeAttestor \"join_token\"")
     proc = node.agent_proc()
-    if proc and any(a == "-joinToken" or a.startswith("-joinToken=") or a.startswith("--joinToken") for a in proc.argv):
-        problems.append(f"spire-agent pid {proc.pid} runs with -joinToken")
+    if proc and (flag := services.join_token_flag(proc.argv)):
+        problems.append(f"spire-agent pid {proc.pid} runs with {flag}")
     if target.agent.join_token_file:
         files.append(str(target.agent.join_token_file))
     for path in files:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import attestor as att
-from . import pcrs, tpm
+from . import pcrs, services, tpm
 from .errors import MigrationError
 from .journal import Journal
 from .node import Node
@@ -107,8 +107,8 @@ def issue1_attestation(node: Node) -> Diagnosis:
 
     # 1. a join token still given to the agent: it attests by join_token whatever its config names
     jt_sources = []
-    if proc and "-joinToken" in proc.argv:
-        jt_sources.append("the agent process was started with -joinToken")
+    if proc and (flag := services.join_token_flag(proc.argv)):
+        jt_sources.append(f"the agent process was started with {flag}")
     if agent_cfg:
         for key in ("join_token", "join_token_file"):
             if key in agent_cfg.section("agent"):

@@ -217,7 +217,7 @@ def phase3_stopped(run: Migration, node: Node, outcome: StepResult) -> CheckResu
     """No Phase 3 SPIRE process is running: no join_token agent, no server on the old config."""
     agent, server = node.agent_proc(), node.server_proc()
     problems = []
-    if agent is not None and ("-joinToken" in agent.argv
+    if agent is not None and (services.join_token_flag(agent.argv)
                               or services.started_before(agent, run.t.agent.config)):
         problems.append(f"the Phase 3 agent still runs (pid {agent.pid})")
     if server is not None and services.started_before(server, run.t.server.config):
@@ -255,8 +255,8 @@ def phase4_agent_started(run: Migration, node: Node, outcome: StepResult) -> Che
     problems = []
     if agent is None or not node.agent.healthy():
         problems.append(f"agent {proc_text(agent) or 'not running'}, healthcheck failed")
-    elif "-joinToken" in agent.argv:
-        problems.append(f"pid {agent.pid} was started with -joinToken: it attests by join_token")
+    elif flag := services.join_token_flag(agent.argv):
+        problems.append(f"pid {agent.pid} was started with {flag}: it attests by join_token")
     if not ident or ident == old:
         problems.append(f"the agent's SVID is {'missing' if not ident else 'still the join_token one'}")
     return step_proof("spire-agent running without a join token, newly attested", problems,

@@ -108,7 +108,7 @@ def agent_with_tpm_attestor_only(node: Node) -> CheckResult:
     info, healthy, cfg, attestors = _running_with_config(node, "agent")
     section = cfg.section("agent")
     token_keys = [k for k in ("join_token", "join_token_file") if k in section]
-    flag = info is not None and any(a == "-joinToken" or a.startswith("-joinToken=") for a in info.argv)
+    flag = info is not None and services.join_token_flag(info.argv) is not None
     problems = []
     if info is None:
         problems.append(f"no spire-agent process (pid file {t.agent.pid_file})")

@@ -21,9 +21,11 @@ Four steps, each idempotent and resumable like the migration's (journal steps
    VERIFIED; then the migration's journal is reset (its backups are kept under
    ``backups/cycle-N/``) so a new ``pytest -m migrate`` migrates again.
 
-The new join token is a secret: it is registered with :mod:`redact` the moment
-it exists, passed to the agent with ``-joinToken`` (as the guide does), and
-never written to the journal, a log or a report.
+The new join token is a secret (:class:`~spire_migration.secret.Secret`, short
+TTL): it reaches the agent in a 0600 file (``-joinTokenFile``) removed once
+the agent attested, never on a command line (the guide's ``-joinToken`` would
+show it in ``ps`` to every local user), and never in the journal, a log or a
+report.
 """
 
 from __future__ import annotations
@@ -212,7 +214,7 @@ class Rollback(JournaledRun):
             return self._result(3, [
                 "start spire-server (Phase 3 config) and wait until healthy",
                 f"generate a new join token (-spiffeID {self.token_alias() or 'none'}); the old one is spent",
-                "forget the TPM agent's cached SVID; start spire-agent with -joinToken <redacted>",
+                "forget the TPM agent's cached SVID; start spire-agent with the token in a 0600 file",
                 f"re-parent every entry of {tpm_id} (and of {redact(str(old_jt))}) under the new join_token agent",
                 f"evict the TPM agent {tpm_id}", "deploy the Phase 3 workload"])
         if services.server_proc(self.t) is None:
@@ -227,8 +229,8 @@ class Rollback(JournaledRun):
             if services.forget_agent_svid(self.t):
                 changes.append("dropped the agent's cached TPM SVID so it attests with the new join token")
             alias = self.token_alias()
-            token = server.token_generate(spiffe_id=alias)  # registered as a secret at once
-            info = services.start_agent(self.t, join_token=token)
+            token = server.token_generate(spiffe_id=alias, ttl=services.token_ttl(self.t))
+            info = services.start_agent(self.t, join_token=token)   # returns once attested
             new = services.wait_agent_ready(self.t, info)
             changes.append(f"generated a new join token{f' for {alias}' if alias else ''} and started "
                            f"spire-agent pid {info.pid} with it; it attested as {redact(new)}")
