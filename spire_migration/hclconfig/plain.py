@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import hcl2
 from hcl2 import SerializationOptions
+
+from ..errors import ConfigError
 
 # Explicit blocks (so blocks and objects can be told apart), unquoted strings,
 # heredocs as their value, no comments.
@@ -53,3 +56,13 @@ def merge_blocks(blocks: list[Any]) -> Any:
             by_label.setdefault(label, []).append(inner)
         return {label: merge_blocks(inners) for label, inners in by_label.items()}
     return [plain(b) for b in blocks]
+
+
+def body_value(kind: str, name: str, body: str) -> dict[str, Any]:
+    """A plugin body given as HCL text, as plain Python (what the edit must read back)."""
+    try:
+        return plain(hcl2.loads(body, serialization_options=READ_OPTIONS))
+    except Exception as exc:
+        raise ConfigError(f'body of {kind} "{name}" is not valid HCL', expected="an HCL body",
+                          found=str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
+                          remedy="fix the plugin body") from exc
