@@ -22,7 +22,7 @@ from typing import Any
 from . import attestor as att
 from . import pcrs, tpm
 from .errors import MigrationError
-from .hclconfig import HclConfig
+from .hclconfig import SpireConfig, load_config
 from .journal import Journal
 from .node import TPM_ATTESTORS, Node
 from .redact import redact
@@ -71,9 +71,9 @@ def _tail(path: Path, lines: int = 200, words: tuple[str, ...] = ()) -> list[str
     return [redact(ln.strip())[:300] for ln in text]
 
 
-def _cfg(path: Path) -> HclConfig | None:
+def _cfg(path: Path) -> SpireConfig | None:
     try:
-        return HclConfig.load(path)
+        return load_config(path)
     except MigrationError:
         return None
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import services
 from .errors import ConfigError, MigrationError, TargetError
-from .hclconfig import HclConfig, write_atomic
+from .hclconfig import load_config, write_atomic
 from .journal import Journal
 from .node import TPM_ATTESTORS
 from .redact import redact
@@ -75,7 +75,7 @@ def describe(agent: dict[str, Any]) -> str:
 def finalize(t: Target, journal: Journal, plan: bool = False) -> FinalizeResult:
     """Remove the join_token NodeAttestor from the server, or refuse naming the agents left."""
     result = FinalizeResult(planned=plan)
-    cfg = HclConfig.load(t.server.config)
+    cfg = load_config(t.server.config)
     attestors = set(cfg.plugins("NodeAttestor"))
     if "join_token" in attestors:
         if not attestors & set(TPM_ATTESTORS):

@@ -14,7 +14,7 @@ from typing import Any
 from . import logs, pcrs, tpm
 from .checks import CheckResult, _result
 from .errors import ConfigError, MigrationError
-from .hclconfig import HclConfig
+from .hclconfig import SpireConfig, parse_config
 from .hostview import HostView
 from .journal import Journal
 from .node import TPM_ATTESTORS
@@ -38,11 +38,11 @@ def _failed(title: str, exc: MigrationError) -> CheckResult:
                        {"error": exc.message}, exc.remedy or "")
 
 
-def agent_config(view: HostView, target: Target) -> HclConfig | None:
+def agent_config(view: HostView, target: Target) -> SpireConfig | None:
     text = view.read_text(target.agent.config)
     if text is None:
         return None
-    return HclConfig.parse(text, name=str(target.agent.config))
+    return parse_config(text, name=str(target.agent.config))
 
 
 def tpm_path(view: HostView, target: Target) -> tuple[str, str]:

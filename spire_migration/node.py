@@ -13,7 +13,7 @@ from typing import Any
 
 from . import services
 from .errors import ConfigError
-from .hclconfig import HclConfig
+from .hclconfig import SpireConfig, load_config
 from .process import ProcInfo
 from .runtimes import get_runtime
 from .runtimes.base import WorkloadRuntime
@@ -83,11 +83,11 @@ class Node:
                 and any(s["type"] == "spiffe_id" and s["value"] == agent_id for s in e.get("selectors") or [])]
 
     # -- configs --------------------------------------------------------------
-    def server_config(self) -> HclConfig:
-        return HclConfig.load(self.target.server.config)
+    def server_config(self) -> SpireConfig:
+        return load_config(self.target.server.config)
 
-    def agent_config(self) -> HclConfig:
-        return HclConfig.load(self.target.agent.config)
+    def agent_config(self) -> SpireConfig:
+        return load_config(self.target.agent.config)
 
     def phase(self) -> Phase:
         try:

@@ -102,9 +102,9 @@ def _agent_conf(node: Node, outcome: StepResult) -> None:
 def _rest_unchanged(migration: Migration, node: Node, outcome: StepResult) -> None:
     if not _proving(outcome):
         return
-    from spire_migration.hclconfig import HclConfig
+    from spire_migration.hclconfig import load_config
     for name, now in (("server.conf", node.server_config()), ("agent.conf", node.agent_config())):
-        before = HclConfig.load(migration.journal.verify_backup(name))
+        before = load_config(migration.journal.verify_backup(name))
         for kind in ("DataStore", "KeyManager", "WorkloadAttestor"):
             assert now.plugins(kind) == before.plugins(kind), f"{name}: {kind} changed"
         comments = [line for line in before.text.splitlines() if line.strip().startswith("#")]

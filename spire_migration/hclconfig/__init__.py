@@ -42,7 +42,26 @@ True
 
 from __future__ import annotations
 
-from ._write import write_atomic
-from .editor import HclConfig
+import os
 
-__all__ = ["HclConfig", "write_atomic"]
+from ._write import write_atomic
+from .base import SpireConfig, read_text
+from .editor import HclConfig
+from .jsonconfig import JsonConfig, looks_like_json
+
+__all__ = ["HclConfig", "JsonConfig", "SpireConfig", "load_config", "parse_config", "write_atomic"]
+
+
+def parse_config(text: str, name: str = "agent.conf") -> SpireConfig:
+    """The config in whichever form SPIRE would read it: JSON when the text is a JSON
+    object (an HCL file cannot start with ``{``), HCL otherwise.
+
+    >>> type(parse_config('{"agent": {}}')).__name__, type(parse_config('agent {}')).__name__
+    ('JsonConfig', 'HclConfig')
+    """
+    return (JsonConfig if looks_like_json(text) else HclConfig).parse(text, name)
+
+
+def load_config(path: str | os.PathLike[str]) -> SpireConfig:
+    """Read ``path`` and parse it as :func:`parse_config` does."""
+    return parse_config(read_text(path), str(path))
