@@ -188,6 +188,10 @@ class Migration(JournaledRun):
                 changes.append("installed tpm2-tools")
             else:
                 notes.append("tpm2-tools not installed (not needed: the suite reads the TPM with tpm2-pytss)")
+        for cfg in (srv, agt):
+            if len(lines := cfg.plugins_block_lines()) > 1:
+                notes.append(f"{cfg.name}: {len(lines)} plugins blocks (lines {lines}): SPIRE reads only the "
+                             f"first (line {lines[0]}); the TPM attestor goes there, the others are ignored")
         for now, new, path in ((srv, srv_new, self.t.server.config), (agt, agt_new, self.t.agent.config)):
             if now.text != new.text:
                 diff = now.diff(new, str(path))

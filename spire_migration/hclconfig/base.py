@@ -95,6 +95,10 @@ class SpireConfig(ABC):
     def without_setting(self: C, section: str, key: str) -> C:
         """Remove ``section.key`` (absent: an equal config)."""
 
+    def plugins_block_lines(self) -> list[int]:
+        """Line numbers of the top-level plugins blocks ([] when the form has one at most)."""
+        return []
+
     @abstractmethod
     def _normalized(self) -> Normalized:
         """(plugins by (kind, name), everything outside the plugins)."""

@@ -27,7 +27,7 @@ def test_json_configs_migrate_to_tpm_devid(lab):
 
     plan = lab.run_suite("-m", "migrate", "--plan")
     assert plan.code == 0, plan.output[-3000:]
-    assert '+        "tpm_devid": {' in plan.output           # the JSON diff is shown
+    assert '+      "tpm_devid": {' in plan.output, plan.output[-3000:]   # the JSON diff is shown
 
     run = lab.run_suite("-m", "migrate")
     assert run.code == 0, run.output[-4000:]
