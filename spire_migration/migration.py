@@ -292,7 +292,7 @@ class Migration(JournaledRun):
                                  remedy="see the guide's Issue 1; `pytest -m diagnose` names the cause")
         self.journal.set_fact("new_agent_id", ident)
         self.journal.set_fact("tpm_selectors", sels)
-        restore.drop_agent_key_backup(self.journal)
+        restore.drop_old_agent_key(self.t)
         return self._result("guide_step_7", [], [f"TPM ATTESTATION IS ACTIVE: {ident}", *sels])
 
     # -- step 8 -----------------------------------------------------------------

@@ -3,8 +3,10 @@ without SPIRE.
 
 The Phase 4 processes are stopped (by pid), both configs come back byte for
 byte from the journal's backups, the agent's cached join_token SVID comes back
-from ``agent-data.json``'s backup (so the old agent resumes without a new
-token), the server then the agent start, and the old agent is proven back and
+from ``agent-data.json``'s backup and its private key from where step 6 set
+it aside (``keys.json.phase3`` in the agent's own key folder: the key is never
+copied, and never enters the journal), so the old agent resumes without a new
+token; the server then the agent start, and the old agent is proven back and
 serving. The journal keeps its backups and the old agent ID; the steps from 4
 on are marked undone, so a later run resumes from there.
 """
@@ -25,7 +27,7 @@ from .redact import redact
 from .target import Target
 
 AGENT_DATA = "agent-data.json"   # journal backup of the agent's cached join_token SVID (step 6)
-AGENT_KEYS = "agent-keys.json"   # ... and of its private key (KeyManager "disk"), until step 7 passes
+ASIDE = ".phase3"                # the old agent's keys.json, set aside in its own folder until step 7 passes
 UNDONE = ("guide_step_4", "guide_step_5", "guide_step_6", "guide_step_7")
 
 
@@ -64,10 +66,12 @@ def put_phase3_back(t: Target, journal: Journal, old_agent_id: str,
         if info is not None:
             done.append(f"stopped {what} pid {info.pid}")
     files = [("server.conf", t.server.config), ("agent.conf", t.agent.config)]
+    if journal.has_backup(AGENT_DATA):
+        files.append((AGENT_DATA, services.agent_data_file(t)))
     keys = agent_key_file(t)   # read from the Phase 4 agent.conf, before it is restored
-    for name, path in ((AGENT_DATA, services.agent_data_file(t)), (AGENT_KEYS, keys)):
-        if path is not None and journal.has_backup(name):
-            files.append((name, path))
+    if keys is not None and _aside(keys).is_file() and not _aside(keys).is_symlink():
+        os.replace(_aside(keys), keys)
+        done.append(f"put the old agent's key back in {keys}")
     for name, dest in files:
         backup = journal.verify_backup(name)
         if dest.exists() and sha256_file(dest) == sha256_file(backup):
@@ -104,22 +108,25 @@ def agent_key_file(t: Target) -> Path | None:
     return Path(directory) / "keys.json" if directory else None
 
 
+def _aside(keys: Path) -> Path:
+    return keys.with_name(keys.name + ASIDE)
+
+
 def back_up_agent_identity(t: Target, journal: Journal) -> list[str]:
-    """Keep the join_token agent's cached SVID and its key (once) so Phase 3 can resume
-    without a new token; without a disk KeyManager it cannot (the key is in memory)."""
-    notes = []
+    """Keep the join_token agent's cached SVID (journal backup) and set its key aside
+    (renamed in its own folder) so Phase 3 can resume without a new token; without a
+    disk KeyManager it cannot (the key is in memory)."""
     journal.backup_file(AGENT_DATA, services.agent_data_file(t))
     keys = agent_key_file(t)
-    if keys is not None and keys.exists():
-        journal.backup_file(AGENT_KEYS, keys)
-    else:
-        notes.append("the agent keeps its key in memory: a failed start is put back by `pytest -m rollback`")
-    return notes
+    if keys is None or not keys.is_file() or keys.is_symlink():
+        return ["the agent keeps no key file: a failed start is put back by `pytest -m rollback`"]
+    if not _aside(keys).exists():
+        os.rename(keys, _aside(keys))
+    return [f"set the join_token agent's key aside ({_aside(keys).name}) until TPM attestation is proven"]
 
 
-def drop_agent_key_backup(journal: Journal) -> None:
-    """Once TPM attestation is proven, the old agent's private key is not kept."""
-    if AGENT_KEYS in journal.data["backups"]:
-        (journal.backups / AGENT_KEYS).unlink(missing_ok=True)
-        del journal.data["backups"][AGENT_KEYS]
-        journal.save()
+def drop_old_agent_key(t: Target) -> None:
+    """Once TPM attestation is proven, the old agent's key is not kept."""
+    keys = agent_key_file(t)
+    if keys is not None:
+        _aside(keys).unlink(missing_ok=True)

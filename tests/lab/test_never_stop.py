@@ -74,7 +74,10 @@ def test_a_failure_after_step5_puts_phase3_back(lab):
     for name, path in (("server.conf", t.server.config), ("agent.conf", t.agent.config)):
         journal = Journal(t.journal.dir / t.node, create=False)
         assert path.read_bytes() == journal.verify_backup(name).read_bytes(), f"{name} not restored"
+    # The old agent's private key was set aside in its own folder, never copied into the journal.
+    assert not [p for p in (t.journal.dir / t.node).rglob("*") if "keys" in p.name]
     # The journal is left for a later run, which then migrates.
     again = lab.run_suite("-m", "migrate")
     assert again.code == 0, again.output[-4000:]
     assert "/spire/agent/tpm_devid/" in (services.agent_identity(t) or "")
+    assert not list(t.agent.data_dir.glob("*.phase3")), "the old key is dropped once TPM attestation is proven"
