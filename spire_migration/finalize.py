@@ -23,7 +23,7 @@ from typing import Any
 from . import services
 from .errors import ConfigError, MigrationError, TargetError
 from .fileio import write_file
-from .hclconfig import HclConfig
+from .hclconfig import load_config
 from .journal import Journal
 from .locks import server_lock
 from .redact import redact
@@ -85,7 +85,7 @@ def finalize(t: Target, journal: Journal, plan: bool = False) -> StepResult:
 
 def _finalize(t: Target, journal: Journal, journals: list[Journal], plan: bool) -> StepResult:
     result = StepResult("after_migration_finalize", planned=plan)
-    cfg = HclConfig.load(t.server.config)
+    cfg = load_config(t.server.config)
     attestors = set(cfg.plugins("NodeAttestor"))
     if "join_token" in attestors:
         if not attestors & set(TPM_ATTESTORS):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import finalize as fin
-from .verdict import CheckResult, guarded
+from .verdict import CheckResult, StepResult, guarded
 from .migration_proofs import proc_text
 from .node import Node
 from .spiffe_ids import TPM_ATTESTORS

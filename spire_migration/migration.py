@@ -15,12 +15,13 @@ import json
 import shutil
 import subprocess
 from datetime import datetime, timezone
+from typing import Callable
 
-from . import attestor, guide_lint, premigration, services, tpm
+from . import attestor, guide_lint, premigration, restore, services, startcheck, tpm
 from .errors import ConfigError, MigrationError, SpireError, TPMError
-from .faults import checkpoint
+from .faults import checkpoint, fail_point
 from .fileio import refuse_link, write_file
-from .hclconfig import HclConfig
+from .hclconfig import SpireConfig, load_config
 from .locks import holds_server_lock
 from .node import Phase
 from .redact import redact
@@ -61,8 +62,8 @@ class Migration(JournaledRun):
 
     def preflight(self) -> list[str]:
         """Every input the later steps need, checked before anything changes."""
-        srv = HclConfig.load(self.t.server.config)
-        agt = HclConfig.load(self.t.agent.config)
+        srv = load_config(self.t.server.config)
+        agt = load_config(self.t.agent.config)
         for cfg, section in ((srv, "server"), (agt, "agent")):
             cfg.section(section)
         blocking = [f for f in guide_lint.lint(srv, agt) if not f.fixed_by_step4]
@@ -146,11 +147,11 @@ class Migration(JournaledRun):
         return self.finish("guide_step_3", changes)
 
     # -- step 4 -----------------------------------------------------------------
-    def configs_planned(self) -> tuple[HclConfig, HclConfig, HclConfig, HclConfig]:
-        """(server now, server wanted, agent now, agent wanted)."""
+    def configs_planned(self) -> tuple[SpireConfig, SpireConfig, SpireConfig, SpireConfig]:
+        """(server now, server wanted, agent now, agent wanted), HCL or JSON alike."""
         name = attestor.plugin_name(self.t)
-        srv = HclConfig.load(self.t.server.config)
-        agt = HclConfig.load(self.t.agent.config)
+        srv = load_config(self.t.server.config)
+        agt = load_config(self.t.agent.config)
         srv_new = srv.with_plugin("NodeAttestor", name, attestor.server_body(self.t))
         agent_attestors = set(agt.plugins("NodeAttestor"))
         replacing = "join_token" if "join_token" in agent_attestors else None
@@ -177,6 +178,10 @@ class Migration(JournaledRun):
                 notes.append("tpm2-tools not installed (not needed: the suite reads the TPM with tpm2-pytss)")
         for path in (self.t.server.config, self.t.agent.config):
             refuse_link(path)  # both, before either is written
+        for cfg in (srv, agt):
+            if len(lines := cfg.plugins_block_lines()) > 1:
+                notes.append(f"{cfg.name}: {len(lines)} plugins blocks (lines {lines}): SPIRE reads only the "
+                             f"first (line {lines[0]}); the TPM attestor goes there, the others are ignored")
         for now, new, path in ((srv, srv_new, self.t.server.config), (agt, agt_new, self.t.agent.config)):
             if now.text != new.text:
                 diff = now.diff(new, str(path))
@@ -192,25 +197,42 @@ class Migration(JournaledRun):
     # -- step 5 -----------------------------------------------------------------
     @holds_server_lock
     def step5_stop_phase3(self) -> StepResult:
-        """Stop the exact Phase 3 processes (by pid, never by name)."""
-        changes = []
+        """Stop the exact Phase 3 processes (by pid, never by name), only once SPIRE is
+        known to start again with the Phase 4 configs (``startcheck``)."""
+        changes: list[str] = []
         agent = services.agent_proc(self.t)
         ident = services.agent_identity(self.t) or ""
-        if agent and ("/join_token/" in ident or services.started_before(agent, self.t.agent.config)):
+        stop_agent = agent is not None and ("/join_token/" in ident
+                                            or services.started_before(agent, self.t.agent.config))
+        server = services.server_proc(self.t)
+        stop_server = server is not None and services.started_before(server, self.t.server.config)
+        notes: list[str] = []
+        if stop_agent or stop_server:
+            if self.plan:
+                notes.append("before stopping: `spire-server validate` and `spire-agent validate` on the Phase 4 "
+                             "configs, trust domain, data directories, sockets and bind port checked")
+            else:
+                notes += startcheck.check_before_stop(self.t, load_config(self.t.server.config),
+                                                      load_config(self.t.agent.config),
+                                                      server.pid if server else None)
+        if stop_agent:
             if not self.plan:
                 services.stop_agent(self.t)
             changes.append(f"stop spire-agent pid {agent.pid} ({agent.command})")
-        server = services.server_proc(self.t)
-        if server and services.started_before(server, self.t.server.config):
+        if stop_server:
             if not self.plan:
                 services.stop_server(self.t)
             changes.append(f"stop spire-server pid {server.pid} (it runs the config from before step 4)")
-        return self.finish("guide_step_5", changes)
+        return self.finish("guide_step_5", changes, notes)
 
     # -- step 6 -----------------------------------------------------------------
     @holds_server_lock
     def step6_start_phase4(self) -> StepResult:
-        """Server first (polled until healthy), then the agent with NO join token."""
+        """Server first (polled until healthy), then the agent with NO join token;
+        on a failure Phase 3 is put back (see :meth:`_or_phase3_back`)."""
+        return self._or_phase3_back("guide_step_6", self._start_phase4)
+
+    def _start_phase4(self) -> StepResult:
         changes = []
         if services.server_proc(self.t) is None:
             if not self.plan:
@@ -220,7 +242,7 @@ class Migration(JournaledRun):
             ident = services.agent_identity(self.t) or ""
             if not self.plan:
                 if "/join_token/" in ident and services.agent_data_file(self.t).exists():
-                    self.journal.backup_file("agent-data.json", services.agent_data_file(self.t))
+                    changes += restore.back_up_agent_identity(self.t, self.journal)
                     services.forget_agent_svid(self.t)
                     changes.append("dropped the agent's cached join_token SVID (backed up) so it attests with the TPM")
                 tpm.flush_transients(self.t.tpm)
@@ -233,9 +255,14 @@ class Migration(JournaledRun):
 
     # -- step 7 -----------------------------------------------------------------
     def step7_verify_tpm_attestation(self) -> StepResult:
-        """The guide's verify_tpm.sh: agent ID, attestation type, TPM selectors, agent log."""
+        """The guide's verify_tpm.sh: agent ID, attestation type, TPM selectors, agent log;
+        on a failure Phase 3 is put back."""
         if self.plan:
             return self.finish("guide_step_7", [], [f"expect agent ID {self.new_agent_id()}"])
+        return self._or_phase3_back("guide_step_7", self._verify_tpm_attestation)
+
+    def _verify_tpm_attestation(self) -> StepResult:
+        fail_point("guide_step_7")
         node = self.node
         ident = node.agent_id() or ""
         want = attestor.expected_agent_id(self.t)
@@ -257,6 +284,7 @@ class Migration(JournaledRun):
                                  remedy="see the guide's Issue 1; `pytest -m diagnose` names the cause")
         self.journal.set_fact("new_agent_id", ident)
         self.journal.set_fact("tpm_selectors", sels)
+        restore.drop_old_agent_key(self.t)
         return self.finish("guide_step_7", [], [f"TPM ATTESTATION IS ACTIVE: {ident}", *sels])
 
     # -- step 8 -----------------------------------------------------------------
@@ -329,6 +357,12 @@ class Migration(JournaledRun):
                                  expected=f"verified, SVID {self.t.workload.spiffe_id}", found=str(result))
         self.journal.set_fact("migrated_at", datetime.now(timezone.utc).isoformat())
         return self.finish("guide_step_10", [], [redact(x) for x in lines] + [f"check: {result}"])
+
+    def _or_phase3_back(self, step: str, perform: Callable[[], StepResult]) -> StepResult:
+        """``perform``; if it fails, Phase 3 is put back by itself (``restore``)."""
+        if self.plan:
+            return perform()
+        return restore.or_phase3_back(step, perform, self.t, self.journal, self.old_agent_id, self.log)
 
     STEPS = ("step1_verify_phase3", "step2_verify_tpm", "step3_backup", "step4_configure",
              "step5_stop_phase3", "step6_start_phase4", "step7_verify_tpm_attestation",

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import attestor, services, tpm
 from .verdict import CheckResult, guarded
-from .hclconfig import HclConfig
+from .hclconfig import SpireConfig, load_config
 from .migration import IDENTITY, Migration
 from .node import Node, Phase
 from .spiffe_ids import TPM_ATTESTORS
@@ -139,8 +139,8 @@ def entries_backed_up(run: Migration) -> CheckResult:
 
 
 # -- step 4 -----------------------------------------------------------------
-def _backup_config(run: Migration, name: str) -> HclConfig:
-    return HclConfig.load(run.journal.verify_backup(name))
+def _backup_config(run: Migration, name: str) -> SpireConfig:
+    return load_config(run.journal.verify_backup(name))
 
 
 @guarded

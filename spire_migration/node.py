@@ -23,7 +23,7 @@ from typing import Any
 
 from . import services
 from .errors import ConfigError
-from .hclconfig import HclConfig
+from .hclconfig import SpireConfig, parse_config
 from .hostview import HostView, LocalView
 from .journal import Journal
 from .process import ProcInfo
@@ -117,16 +117,16 @@ class Node:
             return services.agent_identity(self.target)
         return services.agent_id_from_data(self.view.read_text(services.agent_data_file(self.target)))
 
-    def server_config(self, missing_ok: bool = False) -> HclConfig | None:
+    def server_config(self, missing_ok: bool = False) -> SpireConfig | None:
         """server.conf; with ``missing_ok`` None when it is unreadable or broken, else a ConfigError."""
         return self._config(self.server_view, self.target.server.config, missing_ok)
 
-    def agent_config(self, missing_ok: bool = False) -> HclConfig | None:
+    def agent_config(self, missing_ok: bool = False) -> SpireConfig | None:
         """agent.conf; with ``missing_ok`` None when it is unreadable or broken, else a ConfigError."""
         return self._config(self.view, self.target.agent.config, missing_ok)
 
     @staticmethod
-    def _config(view: HostView, path: Path, missing_ok: bool) -> HclConfig | None:
+    def _config(view: HostView, path: Path, missing_ok: bool) -> SpireConfig | None:
         text = view.read_text(path)
         if text is None:
             if missing_ok:
@@ -135,7 +135,7 @@ class Node:
                               found="no such file, or not readable",
                               remedy="check the path in the target description and the file's permissions")
         try:
-            return HclConfig.parse(text, name=str(path))
+            return parse_config(text, name=str(path))
         except ConfigError:
             if missing_ok:
                 return None

@@ -27,7 +27,7 @@ from typing import Any
 from . import attestor, logs, services, tpm
 from .premigration import workload_entry_under_agent
 from .errors import MigrationError
-from .hclconfig import HclConfig
+from .hclconfig import SpireConfig
 from .node import Node
 from .process import ProcInfo
 from .redact import redact
@@ -71,7 +71,7 @@ def _since(journal_facts: dict[str, Any], *keys: str) -> datetime | None:
     return None
 
 
-def _running_with_config(node: Node, component: str) -> tuple[ProcInfo | None, bool, HclConfig, list[str]]:
+def _running_with_config(node: Node, component: str) -> tuple[ProcInfo | None, bool, SpireConfig, list[str]]:
     """The server's or the agent's process, whether it answers healthcheck, its config and NodeAttestors."""
     if component == "server":
         info, cli, cfg = node.server_proc(), node.server, node.server_config()

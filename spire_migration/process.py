@@ -28,7 +28,7 @@ from typing import Iterable, Mapping, Sequence
 
 from .errors import ProcessError
 from .fileio import open_for_append, refuse_link, write_file
-from .redact import redact, redact_argv
+from .redact import redact_argv
 from .retry import poll
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")

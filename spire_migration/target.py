@@ -134,6 +134,8 @@ class WorkloadSpec:
     client_container: str = "mtls-client"
     #: Extra read-only bind mounts "host[:container]" (a lab gives the host's Python this way).
     ro_mounts: list[str] = field(default_factory=list)
+    #: Phase 4: give the workload the TPM device (the guide's optional mount; the app never opens it).
+    mount_tpm: bool = False
 
 
 @dataclass

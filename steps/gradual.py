@@ -11,7 +11,7 @@ from spire_migration import gradual_proofs as proofs
 from spire_migration.journal import Journal
 from spire_migration.node import Node
 from spire_migration.target import Target
-from spire_migration.verdict import CheckResult, StepResult
+from spire_migration.verdict import StepResult
 
 from .common import prove, require
 

@@ -49,6 +49,14 @@ class WorkloadRuntime(ABC):
         self.peer_id = self.spec.peer_id or self.spec.spiffe_id
         self.agent_socket = Path(self.spec.agent_socket or target.agent.socket)
 
+    def tpm_device(self, phase: int) -> tuple[str, str] | None:
+        """(host device, path in the workload) when the workload gets the TPM: Phase 4
+        with ``[workload] mount_tpm = true`` only (the guide calls the mount optional,
+        and the app never opens the TPM)."""
+        if phase == 4 and self.spec.mount_tpm:
+            return str(self.target.tpm.device), "/dev/tpmrm0"
+        return None
+
     # -- what each runtime provides -------------------------------------------------
     @abstractmethod
     def check_reachable(self) -> None:

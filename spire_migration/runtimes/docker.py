@@ -82,6 +82,8 @@ class DockerRuntime(WorkloadRuntime):
         for role, name in (("server", self.spec.server_container), ("client", self.spec.client_container)):
             cfg = {"name": name, "image": self.spec.image, "command": [role], "environment": env,
                    "labels": self._labels(phase, role), "volumes": volumes, "network_mode": "host"}
+            if tpm := self.tpm_device(phase):
+                cfg["devices"] = [f"{tpm[0]}:{tpm[1]}:rw"]
             digest = hashlib.sha256(json.dumps([cfg, image_id], sort_keys=True).encode()).hexdigest()
             cfg["labels"] = {**cfg["labels"], CONFIG_LABEL: digest}
             out[name] = cfg

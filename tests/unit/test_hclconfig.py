@@ -446,25 +446,25 @@ def test_duplicate_plugin_is_refused() -> None:
 
 
 def test_bad_edit_is_caught_by_the_reparse_check(server: HclConfig, monkeypatch) -> None:
-    real = hclconfig._render_block
+    real = hclconfig.render.render_block
 
     def wrong_value(kind, name, body, indent, unit, nl):
         return real(kind, name, body.replace("devid-ca.pem", "other.pem"), indent, unit, nl)
 
-    monkeypatch.setattr(hclconfig, "_render_block", wrong_value)
+    monkeypatch.setattr(hclconfig.render, "render_block", wrong_value)
     with pytest.raises(ConfigError, match="did not give the intended config"):
         server.with_plugin("NodeAttestor", "tpm_devid", SERVER_TPM_BODY)
 
     def unbalanced(kind, name, body, indent, unit, nl):
         return real(kind, name, body, indent, unit, nl)[:-1]
 
-    monkeypatch.setattr(hclconfig, "_render_block", unbalanced)
+    monkeypatch.setattr(hclconfig.render, "render_block", unbalanced)
     with pytest.raises(ConfigError, match="would make the file invalid"):
         server.with_plugin("NodeAttestor", "tpm_devid", SERVER_TPM_BODY)
 
 
 def test_setting_check_catches_a_wrong_value(agent: HclConfig, monkeypatch) -> None:
-    monkeypatch.setattr(hclconfig, "_hcl_value", lambda v: '"something else"')
+    monkeypatch.setattr(hclconfig.render, "hcl_value", lambda v: '"something else"')
     with pytest.raises(ConfigError, match="did not give the intended config"):
         agent.with_setting("agent", "log_level", "INFO")
 
