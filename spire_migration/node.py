@@ -111,9 +111,10 @@ class Node:
         return self.view.process(t.agent_bin, t.agent.pid_file, t.agent.socket)
 
     def agent_id(self) -> str | None:
-        """This node's agent SPIFFE ID: proven against the server on the node itself
-        (:func:`services.agent_identity`); through a remote view, as its agent-data.json names it."""
-        if self.view.is_local:
+        """This node's agent SPIFFE ID, proven against the server (:func:`services.agent_identity`) on the
+        node itself while the server answers; otherwise (a remote view, the server stopped) as its
+        agent-data.json names it, unproven: nothing changes registrations while the server is down."""
+        if self.view.is_local and self.server.healthy():
             return services.agent_identity(self.target)
         return services.agent_id_from_data(self.view.read_text(services.agent_data_file(self.target)))
 
