@@ -1,0 +1,77 @@
+"""Issue 9.1: a pytest config file planted beside (or above) the target runs nothing.
+
+Each case plants a config file whose ``addopts = -p <plugin>`` and
+``pythonpath`` would import a plugin that writes a marker file, then runs the
+suite the two ways a user can: the entry point (``spire-migration``, config
+pinned: the plugin must never run, exit 4 naming the file) and ``pytest -m
+validate --target T`` from the checkout (pytest itself imports ``-p`` plugins
+of the ini it takes before any plugin of the project is loaded, so the best
+the project can do there is to stop at once with exit 4 naming the file).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[2]
+PLUGIN = "planted_plugin_{n}"
+
+CONFIGS = {
+    "pytest.ini": "[pytest]\naddopts = -p {plugin}\npythonpath = {dir}\n",
+    "tox.ini": "[pytest]\naddopts = -p {plugin}\npythonpath = {dir}\n",
+    "setup.cfg": "[tool:pytest]\naddopts = -p {plugin}\npythonpath = {dir}\n",
+    "pyproject.toml": '[tool.pytest.ini_options]\naddopts = "-p {plugin}"\npythonpath = ["{dir}"]\n',
+}
+
+
+def _plant(base: Path, kind: str, where: str) -> tuple[Path, Path, Path]:
+    """(target, planted config, marker): config beside the target or in its parent folder."""
+    plugin = PLUGIN.format(n=abs(hash((kind, where))) % 10**6)
+    folder = base / "etc" / "node"
+    folder.mkdir(parents=True)
+    conf_dir = folder if where == "beside" else folder.parent
+    marker = base / "plugin-ran"
+    (conf_dir / f"{plugin}.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n")
+    planted = conf_dir / kind
+    planted.write_text(CONFIGS[kind].format(plugin=plugin, dir=conf_dir))
+    target = folder / "node.toml"
+    target.write_text('node = "node-1"\n')
+    return target, planted, marker
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("where", ["beside", "parent"])
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_the_entry_point_never_runs_a_planted_config(trusted_tmp: Path, kind: str, where: str) -> None:
+    target, planted, marker = _plant(trusted_tmp, kind, where)
+    proc = _run(sys.executable, "-m", "spire_migration.cli", "validate", "--target", str(target),
+                "--collect-only")
+    out = proc.stdout + proc.stderr
+    assert not marker.exists(), f"the planted plugin ran:\n{out}"
+    assert proc.returncode == 4, out
+    assert str(planted) in out and "spire-migration" in out
+
+
+@pytest.mark.parametrize("where", ["beside", "parent"])
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_pytest_stops_when_it_took_a_foreign_config(trusted_tmp: Path, kind: str, where: str) -> None:
+    target, planted, _ = _plant(trusted_tmp, kind, where)
+    proc = _run(sys.executable, "-m", "pytest", "-m", "validate", "--target", str(target), "--collect-only")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, out
+    assert str(planted) in out and "spire-migration validate" in out
+
+
+def test_pytest_from_the_checkout_with_the_equals_form_takes_the_projects_config(trusted_tmp: Path) -> None:
+    target, _, marker = _plant(trusted_tmp, "pytest.ini", "beside")
+    proc = _run(sys.executable, "-m", "pytest", "-m", "validate", f"--target={target}", "--collect-only", "-q")
+    assert not marker.exists()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
