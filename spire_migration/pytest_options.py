@@ -37,7 +37,10 @@ CONFIG_NAMES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyp
 
 
 def pytest_addoption(parser) -> None:
+    """Register the options once (as the entry point, or from fixtures/suite.py when not installed)."""
     group = parser.getgroup("spire-migration")
+    if any("--target" in opt.names() for opt in group.options):
+        return
     group.addoption("--target", action="store", default=None, metavar="FILE",
                     help="target description (TOML); default: the guide's values")
     group.addoption("--node", action="store", default=None, metavar="NAME",
@@ -90,10 +93,14 @@ def config_near(path: str | Path) -> Path | None:
     return None
 
 
-def foreign_config_message(path: Path, marker: str | None, target: str | None) -> str:
+def foreign_config_message(path: Path | str, marker: str | None, target: str | None) -> str:
     command = f"spire-migration {marker or 'validate'} --target {target or 'T'}"
-    return (f"pytest config file {path} is not the project's: it could run code as root "
-            f"(its addopts, -p plugins, pythonpath, conftest.py). Remove it if you did not put it there. "
+    found = (f"pytest config file {path} is not the project's: it could run code as root "
+             f"(its addopts, -p plugins, pythonpath, conftest.py). Remove it if you did not put it there."
+             if isinstance(path, Path) else
+             f"pytest took no config file ({path}): the project's settings are missing and conftest.py "
+             f"files near that folder could be read.")
+    return (f"{found} "
             f"Run safely with the entry point: `{command}` (config pinned), or from the checkout with "
             f"`pytest -m {marker or 'validate'} --target={target or 'T'}` (note the '=').")
 
@@ -111,7 +118,7 @@ def check_run(config) -> None:
     if target is None and node is None:
         return  # not a run of the suite (the project's own tests, another project's)
     if not is_project_config(config.inipath):
-        found = config.inipath or f"none (rootdir {config.rootpath})"
+        found = config.inipath or f"rootdir {config.rootpath}, taken from the value after --target"
         marker = _MARKER_NAMES.get(getattr(ns, "markexpr", "") or "")
         raise pytest.UsageError(foreign_config_message(found, marker, target))
     try:

@@ -21,6 +21,7 @@ from typing import Iterator
 
 import pytest
 
+from lab.layout import private_base
 from spire_migration import services, tpm
 from spire_migration.hclconfig import HclConfig
 from spire_migration.journal import write_atomic
@@ -51,7 +52,7 @@ PCR_ENTRY = "spiffe://example.org/pcr-bound-demo"
 
 @pytest.fixture(scope="module")
 def vlab() -> Iterator[Lab]:
-    root = Path(tempfile.mkdtemp(prefix="labv-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="labv-", dir=private_base()))
     the_lab = Lab(root)
     try:
         t0 = time.monotonic()
