@@ -75,3 +75,20 @@ def test_pytest_from_the_checkout_with_the_equals_form_takes_the_projects_config
     proc = _run(sys.executable, "-m", "pytest", "-m", "validate", f"--target={target}", "--collect-only", "-q")
     assert not marker.exists()
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("runner", ["entry point", "pytest"])
+def test_a_planted_conftest_beside_the_target_never_runs(trusted_tmp: Path, runner: str) -> None:
+    """Guard: with no config file, a conftest.py beside the target is never imported either."""
+    folder = trusted_tmp / "etc" / "node"
+    folder.mkdir(parents=True)
+    marker = trusted_tmp / "conftest-ran"
+    (folder / "conftest.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n")
+    target = folder / "node.toml"
+    target.write_text('node = "node-1"\n')
+    cmd = ([sys.executable, "-m", "spire_migration.cli", "validate", "--target", str(target)] if runner == "entry point"
+           else [sys.executable, "-m", "pytest", "-m", "validate", "--target", str(target)])
+    proc = _run(*cmd, "--collect-only")
+    assert not marker.exists(), proc.stdout + proc.stderr
+    if runner == "pytest":
+        assert proc.returncode == 4 and "pytest took no config file" in proc.stdout + proc.stderr
