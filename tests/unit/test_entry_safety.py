@@ -92,3 +92,25 @@ def test_a_planted_conftest_beside_the_target_never_runs(trusted_tmp: Path, runn
     assert not marker.exists(), proc.stdout + proc.stderr
     if runner == "pytest":
         assert proc.returncode == 4 and "pytest took no config file" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("opt", [["-p", "evil"], ["-pevil"], ["-c", "/tmp/x.ini"], ["--rootdir=/tmp"],
+                                 ["-o", "addopts=-p evil"], ["-m", "migrate"], ["--confcutdir", "/"]])
+def test_the_entry_point_refuses_options_that_unpin_it(trusted_tmp: Path, opt: list[str]) -> None:
+    from spire_migration import cli
+
+    target, _, marker = _plant(trusted_tmp, "pytest.ini", "parent")
+    (target.parent.parent / "pytest.ini").unlink()
+    assert cli.main(["validate", "--target", str(target), *opt]) == 4
+    assert not marker.exists()
+
+
+def test_the_entry_point_pins_config_rootdir_marker_and_target() -> None:
+    from spire_migration import cli
+
+    args, rest = cli.parser().parse_known_args(["finalize", "--target", "t.toml", "--report", "r.md", "-x"])
+    argv = cli.pytest_args(args, rest, Path("/site"))
+    assert argv[:6] == ["-c", str(cli.PACKAGE_INI), "--rootdir", "/site", "-p", "no:cacheprovider"]
+    assert ["-m", "after_migration"] == argv[argv.index("-m"):argv.index("-m") + 2]
+    assert f"--target={Path('t.toml').absolute()}" in argv and "--report=r.md" in argv
+    assert argv[-2:] == ["-x", "/site/steps/test_guide.py"]
