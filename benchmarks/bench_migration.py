@@ -25,6 +25,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from lab import core  # noqa: E402
+from lab.layout import private_base  # noqa: E402
 from spire_migration import services  # noqa: E402
 from spire_migration.reregister import apply_reparent, plan_reparent  # noqa: E402
 from spire_migration.target import Target  # noqa: E402
@@ -82,7 +83,7 @@ def main() -> None:
     ap.add_argument("--loop-cap", type=int, default=None)
     ap.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results.json")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="lab-bench-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="lab-bench-", dir=private_base()))
     out: dict = {"machine": {"nproc": __import__("os").cpu_count()}, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
         t0 = time.monotonic()

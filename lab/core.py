@@ -25,12 +25,14 @@ from typing import Callable
 from spire_migration import process, services
 from .errors import LabError
 from spire_migration.fileio import write_file
+from spire_migration.errors import TargetError
+from spire_migration.fsperm import check_trusted_path
 from spire_migration.runtimes import get_runtime
 from spire_migration.target import Target
 
 from . import configs, docker_engine, swtpm
 from .devid import provision_devid
-from .layout import Layout, Node
+from .layout import DEFAULT_ROOT, PRIVATE_BASE, Layout, Node, private_base
 from .spire_build import SPIRE_VERSION, ensure_spire
 
 TRUST_DOMAIN = "example.org"
@@ -120,9 +122,24 @@ start_timeout_s = 60.0
 '''
 
 
+def _prepare_root(root: Path) -> None:
+    """Create the lab root where its target files will pass the suite's ownership check."""
+    if root.is_relative_to(PRIVATE_BASE):
+        private_base()
+    try:
+        check_trusted_path(next(p for p in (root, *root.parents) if p.exists()))
+    except TargetError as exc:
+        raise LabError(f"lab root {root} is not a place for a target description", expected=exc.expected,
+                       found=exc.found, remedy=f"use a root under {PRIVATE_BASE} (the default: "
+                                               f"{DEFAULT_ROOT}), e.g. --root {PRIVATE_BASE / root.name}") from None
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)
+
+
 def up(root: Path, agents: int = 1, log: Log = print) -> Path:
     """Provision the lab and the Phase 3 state; returns the target file path."""
     lay = Layout(Path(root).resolve())
+    _prepare_root(lay.root)
     if load_state(lay).get("up"):
         status_lines = status(lay.root)
         if all("running" in line for line in status_lines if not line.startswith("lab")):
@@ -137,8 +154,7 @@ def up(root: Path, agents: int = 1, log: Log = print) -> Path:
                            found=", ".join(f"{i.pid} {i.command}" for i in _lab_pids(lay)),
                            remedy=f"python -m lab down --root {lay.root}")
         shutil.rmtree(lay.root)
-    lay.root.mkdir(parents=True, exist_ok=True)
-    os.chmod(lay.root, 0o755)
+        _prepare_root(lay.root)
     bin_dir = ensure_spire(log)
     names = [f"node-{i}" for i in range(1, agents + 1)]
     state = {"up": True, "trust_domain": TRUST_DOMAIN, "bin_dir": str(bin_dir),

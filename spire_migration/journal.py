@@ -26,6 +26,7 @@ from typing import Any, Iterator
 from .errors import JournalError
 from .fileio import write_file
 from .locks import FileLock
+from .fsperm import check_private_dir
 from .redact import redact, redact_obj
 
 
@@ -49,6 +50,7 @@ class Journal:
         self.root = Path(root)
         self.backups = self.root / "backups"
         self.path = self.root / "journal.json"
+        check_private_dir(self.root, JournalError)  # never keep a folder someone else owns or can enter
         if create:
             for d in (self.root, self.backups, self.root / "runs"):
                 if not d.exists():

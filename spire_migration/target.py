@@ -15,6 +15,7 @@ PosixPath('/opt/spire/conf/server/server.conf')
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,9 +23,32 @@ from typing import Any
 
 from .errors import TargetError
 from .spiffe_ids import TPM_ATTESTORS, agent_id_prefix
+from .fsperm import check_trusted_path
 
 PROFILES = TPM_ATTESTORS
 RUNTIMES = ("docker", "kubernetes")
+NODE_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def check_node_name(name: object) -> str:
+    """A node name becomes a folder (journal) and a file name (``target-<name>.toml``).
+
+    >>> check_node_name("node-1")
+    'node-1'
+    >>> check_node_name("../../etc/cron.d")
+    Traceback (most recent call last):
+    ...
+    spire_migration.errors.TargetError: node name '../../etc/cron.d' is not allowed
+      expected: lower-case letters, digits and '-', starting with a letter or digit ([a-z0-9][a-z0-9-]*)
+      found:    '../../etc/cron.d'
+      do:       name the node like a host name, e.g. node-1
+    """
+    if not isinstance(name, str) or not NODE_NAME.fullmatch(name):
+        raise TargetError(f"node name {name!r} is not allowed",
+                          expected="lower-case letters, digits and '-', starting with a letter or digit "
+                                   "([a-z0-9][a-z0-9-]*)",
+                          found=repr(name), remedy="name the node like a host name, e.g. node-1")
+    return name
 
 
 @dataclass
@@ -172,6 +196,7 @@ class Target:
     source: Path | None = None
 
     def __post_init__(self) -> None:
+        check_node_name(self.node)
         if not self.workload.spiffe_id:
             self.workload.spiffe_id = f"spiffe://{self.trust_domain}/k8s-workload"
         if not self.workload.critical:
@@ -194,12 +219,18 @@ class Target:
 
     @classmethod
     def load(cls, path: str | Path) -> "Target":
-        """Read a target file; a missing or invalid file is a :class:`TargetError`."""
+        """Read a target file; a missing, invalid or untrusted file is a :class:`TargetError`.
+
+        The file decides what root changes, so it and every folder above it must be
+        owned by root (or the user running the suite) and not writable by group or
+        others (:func:`spire_migration.fsperm.check_trusted_path`).
+        """
         path = Path(path)
         if not path.is_file():
             raise TargetError(f"target description {path} does not exist",
                               expected="a TOML file (see README: The target description)",
                               found="no such file", remedy="pass --target FILE")
+        check_trusted_path(path)
         try:
             data = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -1,22 +1,11 @@
-"""Binds the guide's features, in the guide's order, as pytest tests.
+"""Binds the guide's features as pytest tests, in the guide's order (fixtures/ordering.py).
 
-Run them with a phase marker: ``pytest -m validate --target T``,
-``pytest -m migrate --target T``, ``pytest -m rollback --target T``.
+Run them with the entry point: ``spire-migration validate --target T``,
+``spire-migration migrate --target T``, ``spire-migration rollback --target T``.
 """
-
-from pathlib import Path
 
 from pytest_bdd import scenarios
 
-FEATURES = Path(__file__).resolve().parent.parent / "features"
+from fixtures.ordering import feature_paths
 
-scenarios(
-    FEATURES / "01_pre_migration.feature",
-    FEATURES / "02_migration.feature",
-    FEATURES / "06_rollback.feature",
-    FEATURES / "07_gradual.feature",
-    FEATURES / "08_common_issues.feature",
-    FEATURES / "03_post_migration.feature",
-    FEATURES / "04_hardening.feature",
-    FEATURES / "05_audit.feature",
-)
+scenarios(*feature_paths())

@@ -1,7 +1,8 @@
 """Lab tests: the suite run as a user runs it, against a real swtpm lab.
 
-``lab_root`` gives each test module its own lab root (short, under /tmp, so
-unix socket paths stay short); ``Lab`` brings a lab up and always takes it
+``lab`` gives each test module its own lab root (short, under the lab's
+private folder /run/spire-lab, so its target files pass the suite's ownership
+check and unix socket paths stay short); ``Lab`` brings a lab up and always takes it
 down; ``run_suite`` runs ``python -m pytest`` in a subprocess and returns what
 it printed and its exit code, with the summary JSON it wrote.
 """
@@ -20,6 +21,7 @@ from typing import Iterator
 import pytest
 
 from lab import core
+from lab.layout import private_base
 from spire_migration.target import Target
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -59,8 +61,8 @@ class Lab:
 
     def run_suite(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> SuiteRun:
         summary = Path(tempfile.mkstemp(prefix="summary-", suffix=".json", dir=self.root)[1])
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-               "--target", str(self.target_path), "--summary", str(summary), *args]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",  # '=': config stays the checkout's
+               f"--target={self.target_path}", f"--summary={summary}", *args]
         proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, **(env or {})})
         text = summary.read_text() if summary.exists() and summary.stat().st_size else "{}"
@@ -71,7 +73,7 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """A Phase 3 lab for this module, always taken down afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="lab-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="lab-", dir=private_base()))
     the_lab = Lab(root)
     try:
         the_lab.up()
@@ -86,7 +88,7 @@ def make_lab() -> Iterator:
     made: list[Lab] = []
 
     def _make() -> Lab:
-        made.append(Lab(Path(tempfile.mkdtemp(prefix="lab-", dir="/tmp"))))
+        made.append(Lab(Path(tempfile.mkdtemp(prefix="lab-", dir=private_base()))))
         return made[-1]
     yield _make
     for one in made:

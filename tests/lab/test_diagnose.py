@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 def _diagnose(lab, target: Path, issue: int, fault: bool = True) -> dict:
     t0 = time.monotonic()
-    run = lab.run_suite("-m", "diagnose", "-k", f"issue_{issue}", "--target", str(target))
+    run = lab.run_suite("-m", "diagnose", "-k", f"issue_{issue}", f"--target={target}")
     found = run.summary.get("facts", {}).get(f"issue_{issue}", {})
     print(f"issue {issue}: exit {run.code} in {time.monotonic() - t0:.1f}s, cause {found.get('cause')}: "
           f"{found.get('summary', '')[:160]}")

@@ -77,7 +77,7 @@ def test_malformed_agent_conf_stops_before_any_change(lab):
         assert run.code == 1
         assert run.status("guide_step_1") == "failed" and run.status("guide_step_4") == "not_run"
         assert "agent.conf" in run.output and "valid HCL" in run.output
-        assert "the way back" in run.output and "pytest -m rollback --target" in run.output
+        assert "the way back" in run.output and "spire-migration rollback --target" in run.output
         assert _files(lab) == files and _node_state(lab) == state   # (the run's lock file aside)
         assert not (lab.target.journal_root / "journal.json").exists()
     finally:

@@ -22,6 +22,7 @@ from typing import Iterator
 import pytest
 
 from lab import measure
+from lab.layout import private_base
 from spire_migration import services, tpm
 from spire_migration.hclconfig import HclConfig
 from spire_migration.fileio import write_file
@@ -52,7 +53,7 @@ PCR_ENTRY = "spiffe://example.org/pcr-bound-demo"
 
 @pytest.fixture(scope="module")
 def vlab() -> Iterator[Lab]:
-    root = Path(tempfile.mkdtemp(prefix="labv-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="labv-", dir=private_base()))
     the_lab = Lab(root)
     try:
         t0 = time.monotonic()

@@ -14,7 +14,7 @@ import pytest
 from pytest_bdd.parser import FeatureParser
 from pytest_bdd.steps import step_function_context_registry
 
-import conftest
+from fixtures import suite
 from spire_migration import traceability as tr
 
 LABELS = ("The guide:", "Real SPIRE:", "The suite:")
@@ -31,7 +31,7 @@ IDS = [f"{f}:{s.name}" for f, s in SCENARIOS]
 
 
 def _step_definitions():
-    for name in conftest.pytest_plugins:
+    for name in suite.pytest_plugins:
         if name.startswith("steps."):
             importlib.import_module(name)
     return [d for d in step_function_context_registry.values() if d.step_func.__module__.startswith("steps.")]

@@ -45,18 +45,18 @@ def test_target_missing_file_is_a_clear_error(tmp_path):
     ("[attestor]\nprofile = 'tpm2'", "unknown attestor profile"),
     ("[thresholds]\nsvid_fetch_ms = 'fast'", "wrong type"),
 ])
-def test_target_invalid_content_names_the_problem(tmp_path, text, message):
-    path = tmp_path / "t.toml"
+def test_target_invalid_content_names_the_problem(trusted_tmp, text, message):
+    path = trusted_tmp / "t.toml"
     path.write_text(text)
     with pytest.raises(TargetError, match=message):
         Target.load(path)
 
 
-def test_target_relative_paths_resolve_next_to_the_file(tmp_path):
-    path = tmp_path / "t.toml"
+def test_target_relative_paths_resolve_next_to_the_file(trusted_tmp):
+    path = trusted_tmp / "t.toml"
     path.write_text("[agent]\nconfig = 'conf/agent.conf'\n[tpm]\ndevice = '/run/swtpm.sock'\n")
     t = Target.load(path)
-    assert t.agent.config == tmp_path / "conf" / "agent.conf"
+    assert t.agent.config == trusted_tmp / "conf" / "agent.conf"
     assert t.tpm.tcti_config() == ("swtpm", "path=/run/swtpm.sock")
     assert Target().tpm.tcti_config() == ("device", "/dev/tpmrm0")
 
