@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from spire_migration import process, services
-from spire_migration.errors import LabError
+from .errors import LabError
 from spire_migration.journal import write_atomic
 from spire_migration.runtimes import get_runtime
 from spire_migration.target import Target
@@ -64,7 +64,7 @@ def target_for(lay: Layout, node: str | None = None) -> Target:
         raise LabError(f"no lab at {lay.root}", expected=f"{lay.state}",
                        found="no such file", remedy="python -m lab up")
     name = node or state["nodes"][0]
-    path = lay.root / f"target-{name}.toml"
+    path = lay.root / Target.file_name(name)
     return Target.load(path if path.exists() else lay.target)
 
 
@@ -170,8 +170,8 @@ def up(root: Path, agents: int = 1, log: Log = print) -> Path:
         node.agent_data.mkdir(parents=True, exist_ok=True)
         write_atomic(node.agent_conf, configs.agent_conf(lay, node, TRUST_DOMAIN, state["server_port"],
                                                          docker_host), mode=0o644)
-        write_atomic(lay.root / f"target-{name}.toml", _target_toml(lay, node, state), mode=0o644)
-    shutil.copyfile(lay.root / f"target-{names[0]}.toml", lay.target)
+        write_atomic(lay.root / Target.file_name(name), _target_toml(lay, node, state), mode=0o644)
+    shutil.copyfile(lay.root / Target.file_name(names[0]), lay.target)
 
     first = Target.load(lay.target)
     services.start_server(first)

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from tpm2_pytss import TPM2B_PUBLIC, TPM2B_SENSITIVE_CREATE, TPMT_PUBLIC, TSS2_Exception
 
-from spire_migration.errors import LabError, TPMError
+from .errors import LabError
+from spire_migration.errors import TPMError
 from spire_migration.target import TPMSpec
 from spire_migration.tpm import DEVID_ATTRIBUTES, create_srk, devid_agent_id, open_tpm
 

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from spire_migration import attestor, services
-from spire_migration.errors import LabError
+from .errors import LabError
 from spire_migration.hclconfig import HclConfig, write_atomic
 from spire_migration.target import Target
 from spire_migration.tpm import devid_agent_id, flush_transients

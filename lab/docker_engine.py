@@ -32,7 +32,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from spire_migration.errors import LabError
+from .errors import LabError
 
 APP_FILE = Path(__file__).resolve().parent.parent / "workload" / "mtls_app.py"
 APP_IN_IMAGE = "/app/mtls_app.py"

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from spire_migration.errors import LabError
+from .errors import LabError
 
 from . import kubernetes as k8s
 
@@ -766,11 +766,14 @@ def attest_pods(lab_root: Path, target, *, log: Log = print) -> str:
 
 def pod_runtime(lab_root: Path, target):
     """The suite's ``kubernetes`` runtime for the real node: the lab's cluster and manifests."""
+    import dataclasses
+
     from spire_migration.runtimes import get_runtime
 
-    return get_runtime(target, runtime="kubernetes", kubeconfig=k8s.kubeconfig_path(lab_root),
-                       manifest_phase3=LAB_MANIFESTS[3], manifest_phase4=LAB_MANIFESTS[4],
-                       selectors=list(K8S_SELECTORS))
+    workload = dataclasses.replace(target.workload, runtime="kubernetes", kubeconfig=k8s.kubeconfig_path(lab_root),
+                                   manifest_phase3=LAB_MANIFESTS[3], manifest_phase4=LAB_MANIFESTS[4],
+                                   selectors=list(K8S_SELECTORS))
+    return get_runtime(dataclasses.replace(target, workload=workload))
 
 
 def main(argv: list[str] | None = None) -> int:

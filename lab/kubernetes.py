@@ -40,7 +40,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from spire_migration.errors import LabError
+from .errors import LabError
 
 from .spire_build import cache_dir
 

@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from spire_migration.errors import LabError
+from .errors import LabError
 
 SOCK = "swtpm.sock"
 PID_FILE = "swtpm.pid"

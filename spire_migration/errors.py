@@ -65,7 +65,3 @@ class JournalError(MigrationError):
 
 class WorkloadError(MigrationError):
     """The workload runtime (docker, kubernetes) failed or is unreachable."""
-
-
-class LabError(MigrationError):
-    """The swtpm lab could not be provisioned or torn down."""

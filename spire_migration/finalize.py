@@ -13,28 +13,19 @@ workloads registered under them).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from . import services
 from .errors import ConfigError, MigrationError, TargetError
 from .hclconfig import HclConfig, write_atomic
 from .journal import Journal
-from .node import TPM_ATTESTORS
 from .redact import redact
+from .spiffe_ids import TPM_ATTESTORS
 from .spire import id_str
 from .target import Target
+from .verdict import StepResult
 
 BACKUP = "server.conf.before-finalize"
-
-
-@dataclass
-class FinalizeResult:
-    changes: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    planned: bool = False
 
 
 def known_nodes(t: Target) -> dict[str, str]:
@@ -42,7 +33,7 @@ def known_nodes(t: Target) -> dict[str, str]:
     out: dict[str, str] = {}
     if t.source is None:
         return out
-    for path in sorted(Path(t.source).parent.glob("target-*.toml")):
+    for path in t.siblings():
         try:
             other = Target.load(path)
         except TargetError:
@@ -72,9 +63,9 @@ def describe(agent: dict[str, Any]) -> str:
     return redact(f"{agent['id']} ({agent['node']}; serves {work})")
 
 
-def finalize(t: Target, journal: Journal, plan: bool = False) -> FinalizeResult:
+def finalize(t: Target, journal: Journal, plan: bool = False) -> StepResult:
     """Remove the join_token NodeAttestor from the server, or refuse naming the agents left."""
-    result = FinalizeResult(planned=plan)
+    result = StepResult("after_migration_finalize", planned=plan)
     cfg = HclConfig.load(t.server.config)
     attestors = set(cfg.plugins("NodeAttestor"))
     if "join_token" in attestors:

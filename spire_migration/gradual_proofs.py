@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import finalize as fin
-from .checks import CheckResult, guarded
+from .verdict import CheckResult, StepResult, guarded
 from .migration_proofs import proc_text
-from .node import TPM_ATTESTORS, Node
+from .node import Node
+from .spiffe_ids import TPM_ATTESTORS
 from .redact import redact
 
 
@@ -57,7 +58,7 @@ def agents_listed_by_method(node: Node) -> CheckResult:
 
 
 @guarded
-def join_token_removed(node: Node, outcome: fin.FinalizeResult) -> CheckResult:
+def join_token_removed(node: Node, outcome: StepResult) -> CheckResult:
     """server.conf has no join_token node attestor and the restarted server is healthy."""
     found = sorted(node.server_config().plugins("NodeAttestor"))
     healthy = node.server.healthy()

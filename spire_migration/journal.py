@@ -77,6 +77,17 @@ class Journal:
         """The journal if one exists, read-only use; never creates anything."""
         return cls(root, create=False) if (Path(root) / "journal.json").exists() else None
 
+    @classmethod
+    def from_text(cls, root: Path, text: str) -> "Journal":
+        """A journal for reading only, from its journal.json text read elsewhere (e.g. through a host)."""
+        journal = cls(root, create=False)
+        try:
+            journal.data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise JournalError(f"journal {journal.path} is corrupt", expected="JSON", found=str(exc),
+                               remedy="restore it from backups/ or remove the node's journal dir") from exc
+        return journal
+
     def _read(self) -> dict[str, Any]:
         if not self.path.exists():
             return {"version": 1, "steps": {}, "backups": {}, "facts": {}, "history": []}

@@ -16,13 +16,14 @@ import shutil
 import subprocess
 from datetime import datetime, timezone
 
-from . import attestor, checks, guide_lint, services, tpm
+from . import attestor, guide_lint, premigration, services, tpm
 from .errors import ConfigError, MigrationError, SpireError, TPMError
 from .faults import checkpoint
 from .hclconfig import HclConfig, write_atomic
 from .node import Phase
 from .redact import redact
 from .reregister import apply_reparent, plan_reparent
+from .spiffe_ids import is_join_token_agent, is_tpm_agent
 from .steprun import JournaledRun, StepResult
 
 IDENTITY = "identity.json"   # backups/: the full old agent ID (holds a spent join token)
@@ -39,25 +40,17 @@ class Migration(JournaledRun):
     True
     """
 
-    def _result(self, step: str, changes: list[str], notes: list[str] | None = None) -> StepResult:
-        changes = [redact(c) for c in changes]
-        if not self.plan:
-            self.journal.complete(step, changes)
-        for c in changes:
-            self.log(f"{step}: {'would ' if self.plan else ''}{c}")
-        return StepResult(step, changes, notes or [], self.plan)
-
     # -- identities -------------------------------------------------------------
     def old_agent_id(self) -> str | None:
         path = self.journal.backups / IDENTITY
         if path.exists():
             return json.loads(path.read_text())["old_agent_id"]
         ident = services.agent_identity(self.t)
-        return ident if ident and "/spire/agent/join_token/" in ident else None
+        return ident if is_join_token_agent(ident) else None
 
     def new_agent_id(self) -> str | None:
         ident = services.agent_identity(self.t)
-        if ident and any(f"/spire/agent/{a}/" in ident for a in ("tpm_devid", "tpm")):
+        if is_tpm_agent(ident):
             return ident
         return attestor.expected_agent_id(self.t)
 
@@ -90,17 +83,17 @@ class Migration(JournaledRun):
         node = self.node
         self.preflight()
         if self.migrated():
-            return self._result("guide_step_1", [], ["already migrated: nothing to verify"])
+            return self.finish("guide_step_1", [], ["already migrated: nothing to verify"])
         if self.journal.done("guide_step_1"):
-            return self._result("guide_step_1", [], [f"resuming a migration in progress ({node.phase().value})"])
+            return self.finish("guide_step_1", [], [f"resuming a migration in progress ({node.phase().value})"])
         phase = node.phase()
         if phase is not Phase.PHASE3:
             raise ConfigError("the node is not in Phase 3 and no migration journal explains it",
                               expected="Phase 3 (agent.conf with join_token, agent attested by join_token)",
                               found=phase.value, remedy="run `pytest -m validate` to see where it stands")
-        results = [checks.server_running(node), checks.agent_running(node),
-                   checks.agent_attested_by(node, "join_token"), checks.workload_entry_under_agent(node),
-                   checks.workload_verified(node)]
+        results = [premigration.server_running(node), premigration.agent_running(node),
+                   premigration.agent_attested_by(node, "join_token"), premigration.workload_entry_under_agent(node),
+                   premigration.workload_verified(node)]
         failed = [r for r in results if not r.ok]
         if failed:
             raise MigrationError("Phase 3 is not working: the migration does not start",
@@ -111,7 +104,7 @@ class Migration(JournaledRun):
         if not self.plan:
             self.journal.backup_data(IDENTITY, json.dumps({"old_agent_id": old}))
             self.journal.set_fact("old_agent_id", redact(old or ""))
-        return self._result("guide_step_1", [], [f"Phase 3 verified; agent {redact(old or '')}"])
+        return self.finish("guide_step_1", [], [f"Phase 3 verified; agent {redact(old or '')}"])
 
     # -- step 2 -----------------------------------------------------------------
     def step2_verify_tpm(self) -> StepResult:
@@ -127,7 +120,7 @@ class Migration(JournaledRun):
                                     f"usable by {user}",
                            found="; ".join(problems),
                            remedy="enable the TPM in BIOS/UEFI (guide Step 2), or fix tpm.device")
-        return self._result("guide_step_2", [], [f"TPM {info.family} {info.manufacturer} at {info.path}, "
+        return self.finish("guide_step_2", [], [f"TPM {info.family} {info.manufacturer} at {info.path}, "
                                                    f"banks {info.pcr_banks}, EK certificate present"])
 
     # -- step 3 -----------------------------------------------------------------
@@ -138,7 +131,7 @@ class Migration(JournaledRun):
             for name in ("server.conf", "agent.conf", "entries.json"):
                 if not self.journal.has_backup(name):
                     changes.append(f"back up {name} into {self.journal.backups}")
-            return self._result("guide_step_3", changes)
+            return self.finish("guide_step_3", changes)
         for name, src in (("server.conf", self.t.server.config), ("agent.conf", self.t.agent.config)):
             path, created = self.journal.backup_file(name, src)
             if created:
@@ -148,7 +141,7 @@ class Migration(JournaledRun):
             path, _ = self.journal.backup_data("entries.json", json.dumps({"entries": entries}, indent=1))
             changes.append(f"exported {len(entries)} registration entries to {path}")
             self.journal.set_fact("entries_before", len(entries))
-        return self._result("guide_step_3", changes)
+        return self.finish("guide_step_3", changes)
 
     # -- step 4 -----------------------------------------------------------------
     def configs_planned(self) -> tuple[HclConfig, HclConfig, HclConfig, HclConfig]:
@@ -189,7 +182,7 @@ class Migration(JournaledRun):
                     write_atomic(path, new.text)
                     checkpoint(f"guide_step_4:{path.name} written")
                 changes.append(f"{'changed' if not self.plan else 'change'} {path}:\n{diff}")
-        return self._result("guide_step_4", changes, notes)
+        return self.finish("guide_step_4", changes, notes)
 
     # -- step 5 -----------------------------------------------------------------
     def step5_stop_phase3(self) -> StepResult:
@@ -206,7 +199,7 @@ class Migration(JournaledRun):
             if not self.plan:
                 services.stop_server(self.t)
             changes.append(f"stop spire-server pid {server.pid} (it runs the config from before step 4)")
-        return self._result("guide_step_5", changes)
+        return self.finish("guide_step_5", changes)
 
     # -- step 6 -----------------------------------------------------------------
     def step6_start_phase4(self) -> StepResult:
@@ -229,13 +222,13 @@ class Migration(JournaledRun):
                 changes.append(f"started spire-agent pid {info.pid} without a join token; it attested as {new}")
             else:
                 changes.append("start spire-agent without any join token and wait until attested")
-        return self._result("guide_step_6", changes)
+        return self.finish("guide_step_6", changes)
 
     # -- step 7 -----------------------------------------------------------------
     def step7_verify_tpm_attestation(self) -> StepResult:
         """The guide's verify_tpm.sh: agent ID, attestation type, TPM selectors, agent log."""
         if self.plan:
-            return self._result("guide_step_7", [], [f"expect agent ID {self.new_agent_id()}"])
+            return self.finish("guide_step_7", [], [f"expect agent ID {self.new_agent_id()}"])
         node = self.node
         ident = node.agent_id() or ""
         want = attestor.expected_agent_id(self.t)
@@ -257,7 +250,7 @@ class Migration(JournaledRun):
                                  remedy="see the guide's Issue 1; `pytest -m diagnose` names the cause")
         self.journal.set_fact("new_agent_id", ident)
         self.journal.set_fact("tpm_selectors", sels)
-        return self._result("guide_step_7", [], [f"TPM ATTESTATION IS ACTIVE: {ident}", *sels])
+        return self.finish("guide_step_7", [], [f"TPM ATTESTATION IS ACTIVE: {ident}", *sels])
 
     # -- step 8 -----------------------------------------------------------------
     def step8_reregister(self) -> StepResult:
@@ -291,7 +284,7 @@ class Migration(JournaledRun):
             if server.agent(old) is not None:
                 server.evict(old)
                 changes.append(f"evicted the retired join_token agent {redact(old)}")
-        return self._result("guide_step_8", changes)
+        return self.finish("guide_step_8", changes)
 
     # -- step 9 -----------------------------------------------------------------
     def step9_deploy(self) -> StepResult:
@@ -303,13 +296,13 @@ class Migration(JournaledRun):
         if lines and not self.plan:
             self.journal.set_fact("deployed_at", datetime.now(timezone.utc).isoformat())
             rt.deploy(4, new, timeout=self.t.thresholds.start_timeout_s)
-        return self._result("guide_step_9", lines)
+        return self.finish("guide_step_9", lines)
 
     # -- step 10 ----------------------------------------------------------------
     def step10_verify(self) -> StepResult:
         """End to end: an SVID for the workload from the TPM-attested agent, mTLS VERIFIED."""
         if self.plan:
-            return self._result("guide_step_10", [], ["expect the workload to log VERIFIED"])
+            return self.finish("guide_step_10", [], ["expect the workload to log VERIFIED"])
         rt = self.node.runtime
         since = self.journal.fact("deployed_at")
         since_dt = datetime.fromisoformat(since) if since else None
@@ -328,7 +321,7 @@ class Migration(JournaledRun):
             raise MigrationError("the workload's mTLS check failed after the migration",
                                  expected=f"verified, SVID {self.t.workload.spiffe_id}", found=str(result))
         self.journal.set_fact("migrated_at", datetime.now(timezone.utc).isoformat())
-        return self._result("guide_step_10", [], [redact(x) for x in lines] + [f"check: {result}"])
+        return self.finish("guide_step_10", [], [redact(x) for x in lines] + [f"check: {result}"])
 
     STEPS = ("step1_verify_phase3", "step2_verify_tpm", "step3_backup", "step4_configure",
              "step5_stop_phase3", "step6_start_phase4", "step7_verify_tpm_attestation",

@@ -19,22 +19,21 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from . import attestor, postchecks, services, tpm
-from .checks import CheckResult, guarded
+from . import attestor, postmigration, services, tpm
+from .verdict import CheckResult, StepResult, check, guarded
 from .hclconfig import HclConfig
 from .migration import IDENTITY, Migration
-from .node import TPM_ATTESTORS, Node, Phase
+from .node import Node, Phase
+from .spiffe_ids import TPM_ATTESTORS
 from .redact import redact
 from .reregister import moved_content
 from .spire import entry_content, id_str
-from .steprun import StepResult
 
 
 def step_proof(title: str, problems: list[str], expected: str, found_ok: str, remedy: str,
                **evidence: Any) -> CheckResult:
     """A result that fails naming every problem found (``found_ok`` when none), with its evidence."""
-    found = "; ".join(problems) if problems else found_ok
-    return CheckResult(title, not problems, expected, redact(found), evidence, remedy)
+    return check(title, not problems, expected, "; ".join(problems) if problems else found_ok, remedy, **evidence)
 
 
 def this_run(outcome: StepResult, *words: str) -> list[str]:
@@ -241,7 +240,7 @@ def phase3_stopped(run: Migration, node: Node, outcome: StepResult) -> CheckResu
 @guarded
 def phase4_server_started(node: Node, outcome: StepResult) -> CheckResult:
     """spire-server runs the Phase 4 config with the TPM attestor and answers healthcheck (post_check_1)."""
-    return noting(postchecks.server_with_tpm_attestor(node), started_this_run=this_run(outcome, "spire-server"))
+    return noting(postmigration.server_with_tpm_attestor(node), started_this_run=this_run(outcome, "spire-server"))
 
 
 @guarded
@@ -340,7 +339,7 @@ def phase4_workload_running(node: Node, outcome: StepResult) -> CheckResult:
 @guarded
 def workload_verified_since_deploy(run: Migration, node: Node, outcome: StepResult) -> CheckResult:
     """The workload logged "Successfully fetched SVIDs" and "VERIFIED" since the deploy (post_check_9)."""
-    return noting(postchecks.workload_logs_success(node, run.journal.data.get("facts", {})),
+    return noting(postmigration.workload_logs_success(node, run.journal.data.get("facts", {})),
                   mtls_check_this_run=[n for n in outcome.notes if n.startswith("check:")])
 
 

@@ -35,13 +35,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import attestor, checks, services
+from . import attestor, premigration, services
 from .errors import JournalError, MigrationError
 from .journal import Journal, sha256_file, write_atomic
 from .migration import IDENTITY
-from .node import TPM_ATTESTORS, Node, Phase
+from .node import Node, Phase
 from .redact import redact
 from .reregister import apply_reparent, moved_content, plan_reparent
+from .spiffe_ids import TPM_ATTESTORS, is_join_token_agent, is_tpm_agent
 from .spire import entry_content, id_str
 from .steprun import JournaledRun, StepResult
 
@@ -74,14 +75,8 @@ class Rollback(JournaledRun):
         began = self.journal.data["steps"].get("guide_step_1", {}).get("at")
         return began is None or rec.get("at", 0) >= began
 
-    def _result(self, n: int, changes: list[str], notes: list[str] | None = None) -> StepResult:
-        step = f"rollback_step_{n}"
-        changes = [redact(c) for c in changes]
-        if not self.plan:
-            self.journal.complete(step, changes)
-        for c in changes:
-            self.log(f"{step}: {'would ' if self.plan else ''}{c}")
-        return StepResult(step, changes, [redact(x) for x in notes or []], self.plan)
+    def _result(self, n: int, changes: list[str], notes: list[str] | None = None, **evidence) -> StepResult:
+        return self.finish(f"rollback_step_{n}", changes, notes, **evidence)
 
     def _require_migration(self) -> None:
         j = self.journal
@@ -102,7 +97,7 @@ class Rollback(JournaledRun):
     def tpm_agent_id(self) -> str | None:
         """This node's TPM agent ID (recorded by migration step 7, else derived from the DevID)."""
         recorded = self.journal.fact("new_agent_id")
-        if recorded and any(f"/spire/agent/{a}/" in recorded for a in TPM_ATTESTORS):
+        if is_tpm_agent(recorded):
             return recorded
         try:
             return attestor.expected_agent_id(self.t)
@@ -251,7 +246,7 @@ class Rollback(JournaledRun):
     def _current_new_join_token_agent(self, old_jt: str | None) -> str | None:
         """The agent's ID when it already runs attested by a *new* join token (a resumed step 3)."""
         ident = services.agent_identity(self.t)
-        if not ident or "/spire/agent/join_token/" not in ident or ident == old_jt:
+        if not is_join_token_agent(ident) or ident == old_jt:
             return None
         if services.agent_proc(self.t) is None or not services.agent_cli(self.t).healthy():
             return None
@@ -268,15 +263,15 @@ class Rollback(JournaledRun):
             return self._result(4, [], ["expect Phase 3: pre-migration checks pass, workload VERIFIED"])
         node = self.node
         since = self.journal.fact("rollback_deployed_at")
-        results = [checks.server_running(node), checks.agent_running(node),
-                   checks.agent_attested_by(node, "join_token"), checks.workload_entry_under_agent(node)]
+        results = [premigration.server_running(node), premigration.agent_running(node),
+                   premigration.agent_attested_by(node, "join_token"), premigration.workload_entry_under_agent(node)]
         rt = node.runtime
         problems = [r.message() for r in results if not r.ok]
         if not problems:
             for inst in [i for i in rt.instances() if "client" in i.name and i.state.lower() == "running"]:
                 rt.wait_for_log(inst, "VERIFIED", self.t.thresholds.start_timeout_s,
                                 datetime.fromisoformat(since) if since else None)
-            verified = checks.workload_verified(node, datetime.fromisoformat(since) if since else None)
+            verified = premigration.workload_verified(node, datetime.fromisoformat(since) if since else None)
             results.append(verified)
             if not verified.ok:
                 problems.append(verified.message())

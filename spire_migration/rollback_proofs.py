@@ -8,7 +8,7 @@ IDs of join_token agents hold the token; the reports redact them.
 
 from __future__ import annotations
 
-from .checks import CheckResult, guarded
+from .verdict import CheckResult, guarded
 from .journal import sha256_file
 from .migration_proofs import proc_text, step_proof, this_run
 from .node import Node

@@ -113,15 +113,22 @@ def agent_data_file(t: Target) -> Path:
 def agent_identity(t: Target) -> str | None:
     """The agent's SPIFFE ID from its cached SVID, or None when it has none."""
     try:
-        data = json.loads(agent_data_file(t).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return agent_id_from_data(agent_data_file(t).read_text())
+    except FileNotFoundError:
         return None
-    svid = data.get("svid") or []
-    if not svid:
+
+
+def agent_id_from_data(text: str | None) -> str | None:
+    """The SPIFFE ID of the agent SVID cached in the text of agent-data.json; None when there is none."""
+    try:
+        svid = (json.loads(text) or {}).get("svid") if text else None
+        if not svid:
+            return None
+        cert = x509.load_pem_x509_certificate(base64.b64decode(svid[0]))
+        uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
+            .get_values_for_type(x509.UniformResourceIdentifier)
+    except (ValueError, x509.ExtensionNotFound):  # JSONDecodeError and binascii.Error are ValueErrors
         return None
-    cert = x509.load_pem_x509_certificate(base64.b64decode(svid[0]))
-    uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
-        .get_values_for_type(x509.UniformResourceIdentifier)
     return uris[0] if uris else None
 
 

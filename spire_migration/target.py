@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TargetError
+from .spiffe_ids import TPM_ATTESTORS, agent_id_prefix
 
-PROFILES = ("tpm_devid", "tpm")
+PROFILES = TPM_ATTESTORS
 RUNTIMES = ("docker", "kubernetes")
 
 
@@ -187,7 +188,7 @@ class Target:
         return f"spiffe://{self.trust_domain}/spire/server"
 
     def agent_id_prefix(self, attestor: str) -> str:
-        return f"spiffe://{self.trust_domain}/spire/agent/{attestor}/"
+        return agent_id_prefix(self.trust_domain, attestor)
 
     @classmethod
     def load(cls, path: str | Path) -> "Target":
@@ -233,6 +234,25 @@ class Target:
             raise TargetError("unknown workload runtime", expected=" or ".join(RUNTIMES),
                               found=target.workload.runtime)
         return target
+
+    # -- the node's conventions, one place each ------------------------------------------
+    @property
+    def journal_root(self) -> Path:
+        """This node's journal directory, ``<journal.dir>/<node>``."""
+        return self.journal.dir / self.node
+
+    @staticmethod
+    def file_name(node: str) -> str:
+        """The file name of a node's target description: ``target-<node>.toml``."""
+        return f"target-{node}.toml"
+
+    def sibling(self, node: str) -> Path | None:
+        """Where node *node*'s target description lives: next to this one (None without a file)."""
+        return self.source.parent / Target.file_name(node) if self.source else None
+
+    def siblings(self) -> list[Path]:
+        """Every node's target description next to this one (``target-*.toml``), sorted."""
+        return sorted(self.source.parent.glob(Target.file_name("*"))) if self.source else []
 
 
 def _build(kind: type, values: dict[str, Any], section: str, base: Path | None) -> Any:

@@ -11,6 +11,7 @@ from spire_migration import gradual_proofs as proofs
 from spire_migration.journal import Journal
 from spire_migration.node import Node
 from spire_migration.target import Target
+from spire_migration.verdict import StepResult
 
 from .common import prove, require
 
@@ -45,17 +46,17 @@ def _fin_journal(finalize_journal: Journal, target: Target, set_fact) -> Journal
 
 @when("the join_token node attestor is removed from server.conf and the server restarted",
       target_fixture="fin_outcome")
-def _finalize(target: Target, fin_journal: Journal, plan_only: bool, record_changes) -> fin.FinalizeResult:
+def _finalize(target: Target, fin_journal: Journal, plan_only: bool, record_changes) -> StepResult:
     result = fin.finalize(target, fin_journal, plan=plan_only)
     record_changes("finalize", result.changes)
     return result
 
 
 @then("server.conf has no join_token node attestor and the server is healthy")
-def _no_join_token(node: Node, fin_outcome: fin.FinalizeResult, record) -> None:
+def _no_join_token(node: Node, fin_outcome: StepResult, record) -> None:
     prove(fin_outcome, record, proofs.join_token_removed, node, fin_outcome)
 
 
 @then("every agent of the server is TPM-attested")
-def _all_tpm(node: Node, fin_outcome: fin.FinalizeResult, record) -> None:
+def _all_tpm(node: Node, fin_outcome: StepResult, record) -> None:
     prove(fin_outcome, record, proofs.every_agent_tpm, node)

@@ -11,7 +11,7 @@ import pytest
 from pytest_bdd import given, then, when
 
 from spire_migration import migration_proofs as proofs
-from spire_migration import postchecks
+from spire_migration import postmigration
 from spire_migration.journal import Journal
 from spire_migration.migration import Migration
 from spire_migration.node import Node
@@ -130,7 +130,7 @@ def _tpm_agent_id(migration: Migration, node: Node, outcome: StepResult, record)
 
 @then("the server lists the agent as TPM-attested with TPM selectors and its log records the attestation")
 def _tpm_listed(node: Node, outcome: StepResult, record) -> None:
-    prove(outcome, record, postchecks.tpm_attestation_verified, node)
+    prove(outcome, record, postmigration.tpm_attestation_verified, node)
 
 
 @then("every entry of the old agent is under the new agent with identical content")

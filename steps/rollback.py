@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from pytest_bdd import given, then, when
 
-from spire_migration import checks
+from spire_migration import premigration as checks
 from spire_migration import rollback_proofs as proofs
 from spire_migration.journal import Journal
 from spire_migration.node import Node

@@ -15,7 +15,6 @@ import hashlib
 import json
 import time
 from datetime import datetime, timezone
-from typing import Any
 
 from ..errors import WorkloadError
 from .base import CONFIG_LABEL, PHASE_LABEL, WorkloadInstance, WorkloadRuntime
@@ -35,8 +34,8 @@ def _parse_time(text: str | None) -> datetime | None:
 class DockerRuntime(WorkloadRuntime):
     name = "docker"
 
-    def __init__(self, target, **overrides: Any) -> None:
-        super().__init__(target, **overrides)
+    def __init__(self, target) -> None:
+        super().__init__(target)
         self._client = None
 
     # -- connection -----------------------------------------------------------------

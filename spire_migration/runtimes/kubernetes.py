@@ -53,8 +53,8 @@ def _api_error(exc) -> str:
 class KubernetesRuntime(WorkloadRuntime):
     name = "kubernetes"
 
-    def __init__(self, target, **overrides: Any) -> None:
-        super().__init__(target, **overrides)
+    def __init__(self, target) -> None:
+        super().__init__(target)
         self._apis = None
         self.container = self.spec.container_label.partition("=")[2] or "mtls-app"
 
