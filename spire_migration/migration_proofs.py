@@ -24,7 +24,7 @@ from .verdict import CheckResult, StepResult, check, guarded
 from .hclconfig import HclConfig
 from .migration import IDENTITY, Migration
 from .node import Node, Phase
-from .spiffe_ids import TPM_ATTESTORS
+from .spiffe_ids import is_tpm_agent
 from .redact import redact
 from .reregister import moved_content
 from .spire import entry_content, id_str
@@ -348,7 +348,7 @@ def served_by_tpm_agent(run: Migration, node: Node) -> CheckResult:
     """The agent serving the workload is TPM-attested and the workload's entry is under it."""
     ident = node.agent_id() or ""
     parent = run.t.attestor.node_alias or ident
-    tpm_id = any(ident.startswith(run.t.agent_id_prefix(a)) for a in TPM_ATTESTORS)
+    tpm_id = is_tpm_agent(ident)
     entries = [id_str(e["spiffe_id"]) for e in node.entries_under(parent)]
     problems = [] if tpm_id else [f"agent ID {ident or 'none'}"]
     if run.t.workload.spiffe_id not in entries:
