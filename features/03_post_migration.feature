@@ -71,7 +71,7 @@ Feature: Post-migration validation checklist
     The suite: agent ID = the DevID's tpm_devid ID, the attestation type, `tpm_devid:` selectors, and
     the agent's logfmt "Node attestation was successful" record.
 
-    Then the checks of verify_tpm.sh pass
+    Then the checks of verify_tpm.sh pass: agent ID, TPM attestation type and selectors, the attestation in the agent log
 
   @post_check_8
   Scenario: No errors in SPIRE logs

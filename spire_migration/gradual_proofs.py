@@ -67,7 +67,8 @@ def join_token_removed(node: Node, outcome: StepResult) -> CheckResult:
                        f"NodeAttestors without join_token in {node.target.server.config}, a healthy server",
                        f"NodeAttestors {found}, server {'healthy' if healthy else 'NOT healthy'}",
                        {"node_attestors": found, "server": proc_text(node.server_proc()),
-                        "diff": diff or "(no change: already finalized)", "changes": list(outcome.changes),
+                        "diff": diff or "(no change: already finalized)",
+                        "restarted_this_run": [c for c in outcome.changes if ":\n" not in c],
                         "notes": list(outcome.notes)},
                        f"read {node.target.server.log}; the backup is in the journal ({fin.BACKUP})")
 

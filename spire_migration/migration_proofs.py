@@ -6,6 +6,8 @@ config diffs (step 4), agent IDs before and after (1, 6, 7, 8), entry counts
 (3, 8), the TPM's EK and DevID fingerprints (2, 7), the processes stopped and
 started with their pids (5, 6), the workload's log lines (10). ``*_this_run``
 keys are what the step reported doing in this run (empty on a re-run with nothing left).
+Where a step proves what a post-migration checklist item proves (step 6: post_check_1,
+step 10: post_check_9; step 7 also runs post_check_7) it calls that item and adds its own evidence.
 """
 
 from __future__ import annotations
@@ -14,32 +16,35 @@ import hashlib
 import json
 import os
 import stat
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import attestor, services, tpm
-from .verdict import CheckResult, guarded
+from . import attestor, postmigration, services, tpm
+from .verdict import CheckResult, StepResult, check, guarded
 from .hclconfig import SpireConfig, load_config
 from .migration import IDENTITY, Migration
 from .node import Node, Phase
-from .spiffe_ids import TPM_ATTESTORS
+from .spiffe_ids import is_tpm_agent
 from .redact import redact
 from .reregister import moved_content
-from .spire import entry_content, id_str, selector_strs
-from .steprun import StepResult
+from .spire import entry_content, id_str
 
 
 def step_proof(title: str, problems: list[str], expected: str, found_ok: str, remedy: str,
                **evidence: Any) -> CheckResult:
     """A result that fails naming every problem found (``found_ok`` when none), with its evidence."""
-    found = "; ".join(problems) if problems else found_ok
-    return CheckResult(title, not problems, expected, redact(found), evidence, remedy)
+    return check(title, not problems, expected, "; ".join(problems) if problems else found_ok, remedy, **evidence)
 
 
 def this_run(outcome: StepResult, *words: str) -> list[str]:
     """The changes the step reported in this run that mention any of ``words``."""
     return [c for c in outcome.changes if any(w in c for w in words)]
+
+
+def noting(result: CheckResult, **evidence: Any) -> CheckResult:
+    """A shared checklist item's result with this step's own evidence added."""
+    result.evidence.update(evidence)
+    return result
 
 
 def exported_entries(run: Migration) -> list[dict[str, Any]]:
@@ -233,18 +238,9 @@ def phase3_stopped(run: Migration, node: Node, outcome: StepResult) -> CheckResu
 
 # -- step 6 -----------------------------------------------------------------
 @guarded
-def phase4_server_started(run: Migration, node: Node, outcome: StepResult) -> CheckResult:
-    """spire-server runs the Phase 4 config and answers healthcheck."""
-    server = node.server_proc()
-    healthy = server is not None and node.server.healthy()
-    problems = [] if healthy else [f"server {proc_text(server) or 'not running'}, healthcheck failed"]
-    if server is not None and services.started_before(server, run.t.server.config):
-        problems.append(f"pid {server.pid} started before server.conf was last written")
-    return step_proof("spire-server running and healthy with the Phase 4 config", problems,
-                      f"a spire-server started after step 4 answering healthcheck on {run.t.server.socket}",
-                      f"{proc_text(server)}, healthy", f"read {run.t.server.log}",
-                      server=proc_text(server), attestors=sorted(node.server_config().plugins("NodeAttestor")),
-                      started_this_run=this_run(outcome, "spire-server"))
+def phase4_server_started(node: Node, outcome: StepResult) -> CheckResult:
+    """spire-server runs the Phase 4 config with the TPM attestor and answers healthcheck (post_check_1)."""
+    return noting(postmigration.server_with_tpm_attestor(node), started_this_run=this_run(outcome, "spire-server"))
 
 
 @guarded
@@ -267,14 +263,6 @@ def phase4_agent_started(run: Migration, node: Node, outcome: StepResult) -> Che
 
 
 # -- step 7 -----------------------------------------------------------------
-def _attestation_line(log: Path, ident: str) -> str | None:
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return None
-    return next((ln for ln in reversed(lines) if "Node attestation was successful" in ln and ident in ln), None)
-
-
 @guarded
 def tpm_agent_id(run: Migration, node: Node) -> CheckResult:
     """The agent ID is the one the TPM attestor gives this node (tpm_devid: from the DevID certificate)."""
@@ -289,31 +277,8 @@ def tpm_agent_id(run: Migration, node: Node) -> CheckResult:
                       f"agent ID {want or prefix + '<sha256 of the EK public key>'}",
                       f"agent ID {ident}", "see the guide's Issue 1; `pytest -m diagnose` names the cause",
                       agent_before=run.old_agent_id(), agent_id=ident, expected_agent_id=want,
-                      devid_cert_sha1=devid, ek_cert_sha256=_der_sha256(info.ek_cert_der))
-
-
-@guarded
-def tpm_attestation_listed(run: Migration, node: Node) -> CheckResult:
-    """The server lists the agent with the TPM attestation type and TPM selectors, and its log agrees."""
-    ident = node.agent_id() or ""
-    record = node.agent_record(ident) or {}
-    profile = run.t.attestor.profile
-    sels = selector_strs(record)
-    line = _attestation_line(run.t.agent.log, ident) if ident else None
-    problems = []
-    if record.get("attestation_type") != profile:
-        problems.append(f"attestation type {record.get('attestation_type')!r}" if record else
-                        "the agent is not in the server's agent list")
-    if not any(s.startswith(f"{profile}:") for s in sels):
-        problems.append(f"no {profile}: selectors (found {sels})")
-    if line is None:
-        problems.append(f"{run.t.agent.log} has no 'Node attestation was successful' for this agent")
-    return step_proof("server lists a TPM-attested agent; its log agrees", problems,
-                      f"`agent list -output json`: attestation type {profile}, {profile}: selectors; "
-                      "the agent log's 'Node attestation was successful' for this ID",
-                      f"attestation type {profile}, {len(sels)} selectors, attestation logged",
-                      "see the guide's Issue 1", attestation_type=record.get("attestation_type"),
-                      selectors=sels, agent_log_line=line)
+                      devid_cert_sha1=devid, ek_cert_sha256=_der_sha256(info.ek_cert_der),
+                      attestation_type=(node.agent_record(ident) or {}).get("attestation_type"))
 
 
 # -- step 8 -----------------------------------------------------------------
@@ -373,21 +338,9 @@ def phase4_workload_running(node: Node, outcome: StepResult) -> CheckResult:
 # -- step 10 ----------------------------------------------------------------
 @guarded
 def workload_verified_since_deploy(run: Migration, node: Node, outcome: StepResult) -> CheckResult:
-    """The workload logged "Successfully fetched SVIDs" and "VERIFIED" since the deploy."""
-    since = run.journal.fact("deployed_at")
-    since_dt = datetime.fromisoformat(since) if since else None
-    rt = node.runtime
-    logs = {i.name: rt.logs(i, since_dt) for i in rt.instances() if i.phase == 4 and i.state.lower() == "running"}
-    lines = [ln for text in logs.values() for ln in text.splitlines()
-             if "Successfully fetched SVIDs" in ln or "VERIFIED" in ln]
-    problems = [f"no {w!r} in {sorted(logs)}" for w in ("Successfully fetched SVIDs", "VERIFIED")
-                if not any(w in ln for ln in lines)]
-    return step_proof("the workload fetched its SVID and logged VERIFIED since the deploy", problems,
-                      f"'Successfully fetched SVIDs' and 'VERIFIED' in the Phase 4 workload's logs since {since}",
-                      f"{len(lines)} matching log lines in {sorted(logs)}",
-                      "read the workload logs; check the entry's selectors",
-                      deployed_at=since, log_lines=lines[-6:],
-                      mtls_check=[n for n in outcome.notes if n.startswith("check:")])
+    """The workload logged "Successfully fetched SVIDs" and "VERIFIED" since the deploy (post_check_9)."""
+    return noting(postmigration.workload_logs_success(node, run.journal.data.get("facts", {})),
+                  mtls_check_this_run=[n for n in outcome.notes if n.startswith("check:")])
 
 
 @guarded
@@ -395,7 +348,7 @@ def served_by_tpm_agent(run: Migration, node: Node) -> CheckResult:
     """The agent serving the workload is TPM-attested and the workload's entry is under it."""
     ident = node.agent_id() or ""
     parent = run.t.attestor.node_alias or ident
-    tpm_id = any(ident.startswith(run.t.agent_id_prefix(a)) for a in TPM_ATTESTORS)
+    tpm_id = is_tpm_agent(ident)
     entries = [id_str(e["spiffe_id"]) for e in node.entries_under(parent)]
     problems = [] if tpm_id else [f"agent ID {ident or 'none'}"]
     if run.t.workload.spiffe_id not in entries:

@@ -14,6 +14,7 @@ from .migration_proofs import proc_text, step_proof, this_run
 from .node import Node
 from .redact import redact
 from .rollback import MIGRATION_STEPS, Rollback, backup_path
+from .spiffe_ids import is_join_token_agent
 from .spire import id_str
 from .steprun import StepResult
 
@@ -23,7 +24,7 @@ def phase4_agent_stopped(rb: Rollback, node: Node, outcome: StepResult) -> Check
     """No Phase 4 SPIRE agent is running (a join_token agent of a resumed rollback may)."""
     agent, server = node.agent_proc(), node.server_proc()
     ident = node.agent_id() or ""
-    jt = ident.startswith(rb.t.agent_id_prefix("join_token"))
+    jt = is_join_token_agent(ident)
     stopped = this_run(outcome, "stop ")
     kept = rb.journal.fact("rollback_keeps_server_conf") or []
     return step_proof("no Phase 4 SPIRE agent running",
@@ -70,7 +71,7 @@ def new_join_token_agent(rb: Rollback, node: Node, outcome: StepResult) -> Check
     record = node.agent_record(ident) if ident else None
     old = rb.old_join_token_id()
     problems = []
-    if not ident.startswith(rb.t.agent_id_prefix("join_token")) or (record or {}).get("attestation_type") != "join_token":
+    if not is_join_token_agent(ident) or (record or {}).get("attestation_type") != "join_token":
         problems.append(f"agent ID {ident or 'none'}, listed as {(record or {}).get('attestation_type')}")
     if ident and ident == old:
         problems.append("it is the old (spent) join_token agent")

@@ -11,6 +11,7 @@ import pytest
 from pytest_bdd import given, then, when
 
 from spire_migration import migration_proofs as proofs
+from spire_migration import postmigration
 from spire_migration.journal import Journal
 from spire_migration.migration import Migration
 from spire_migration.node import Node
@@ -113,8 +114,8 @@ def _phase3_stopped(migration: Migration, node: Node, outcome: StepResult, recor
 
 
 @then("spire-server is running and healthy with the Phase 4 config")
-def _server_started(migration: Migration, node: Node, outcome: StepResult, record) -> None:
-    prove(outcome, record, proofs.phase4_server_started, migration, node, outcome)
+def _server_started(node: Node, outcome: StepResult, record) -> None:
+    prove(outcome, record, proofs.phase4_server_started, node, outcome)
 
 
 @then("spire-agent runs without any join token and holds a new agent SVID")
@@ -128,8 +129,8 @@ def _tpm_agent_id(migration: Migration, node: Node, outcome: StepResult, record)
 
 
 @then("the server lists the agent as TPM-attested with TPM selectors and its log records the attestation")
-def _tpm_listed(migration: Migration, node: Node, outcome: StepResult, record) -> None:
-    prove(outcome, record, proofs.tpm_attestation_listed, migration, node)
+def _tpm_listed(node: Node, outcome: StepResult, record) -> None:
+    prove(outcome, record, postmigration.tpm_attestation_verified, node)
 
 
 @then("every entry of the old agent is under the new agent with identical content")

@@ -74,7 +74,8 @@ def _mtls(node: Node, workload_check: dict, record) -> None:
     require(record(postmigration.mtls_works(node, workload_check)))
 
 
-@then("the checks of verify_tpm.sh pass")
+@then("the checks of verify_tpm.sh pass: agent ID, TPM attestation type and selectors, "
+      "the attestation in the agent log")
 def _verify_tpm(node: Node, record) -> None:
     require(record(postmigration.tpm_attestation_verified(node)))
 

@@ -112,8 +112,16 @@ def test_the_migrate_and_rollback_reports_prove_every_step(lab, tmp_path):
     assert step[8]["entries_of_old_agent"] == step[8]["moved"] == len(under_old) > 0
     assert step[8]["agent_after"] == new_id and step[8]["still_listed"] is False
     assert {i["phase"] for i in step[9]["instances"]} == {4}
-    assert any("VERIFIED" in line for line in step[10]["log_lines"])
+    assert any("VERIFIED" in line for line in step[10]["last_lines"])
     assert step[10]["agent_after"] == new_id
+
+    again = tmp_path / "migrate-again.md"   # a re-run changes nothing and still proves every step
+    run = lab.run_suite("-m", "migrate", "--report", str(again))
+    assert run.code == 0 and run.summary["change_count"] == 0, run.output[-4000:]
+    sections = _sections(again.read_text())
+    _assert_every_step_proven(sections, [f"guide_step_{n}" for n in range(1, 11)])
+    assert _evidence(sections, "guide_step_7")["agent_id"] == new_id
+    assert _evidence(sections, "guide_step_8")["moved"] == len(under_old)
 
     report = tmp_path / "rollback.md"
     run = lab.run_suite("-m", "rollback", "--report", str(report))
