@@ -14,12 +14,14 @@ minimal environment: nothing of the suite's (crash points, tokens) leaks in.
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import shutil
 import signal
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -53,11 +55,20 @@ class ProcInfo:
     __str__ = __repr__
 
 
+@functools.cache
 def _boot_time() -> float:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    raise ProcessError("cannot read the boot time", expected="btime in /proc/stat", found="none")
+    """When the machine booted, on today's wall clock: now minus the uptime.
+
+    Not /proc/stat's ``btime``: that is whole seconds, and the wall clock of a
+    machine that has run for a while drifts from it (seen: 0.7 s after an
+    hour), enough to date a process before a config it was started after.
+    Read once per run, so a process's start time is the same at every look.
+    """
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError) as exc:
+        raise ProcessError("cannot read the uptime", expected="/proc/uptime", found=str(exc)) from exc
+    return time.time() - uptime
 
 
 def _uid(pid: int) -> int:
