@@ -109,16 +109,19 @@ def allowed_uids(user: str | int | None = None) -> set[int]:
 def matches(info: ProcInfo, binary: str | Path, uids: Iterable[int] | None = None) -> bool:
     """True when the kernel says the process runs ``binary`` (its real path) as one of ``uids``.
 
-    argv[0] is never trusted: a process names itself.
+    argv[0] is never trusted: a process names itself. A bare name that is not
+    on PATH is compared with the name of the process's executable.
     """
-    want = resolve_binary(binary)
-    if want is None or info.uid not in (set(uids) if uids is not None else allowed_uids()):
+    if info.uid not in (set(uids) if uids is not None else allowed_uids()):
         return False
     try:
-        exe = os.readlink(f"/proc/{info.pid}/exe")
+        exe = Path(os.readlink(f"/proc/{info.pid}/exe").removesuffix(" (deleted)"))
     except OSError:
         return False
-    return Path(exe.removesuffix(" (deleted)")) == want
+    want = resolve_binary(binary)
+    if want is None and os.sep not in str(binary):   # a bare name off PATH: the kernel's exe name
+        return exe.name == str(binary)
+    return exe == want
 
 
 def read_pid_file(path: Path) -> int | None:
