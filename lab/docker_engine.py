@@ -133,7 +133,7 @@ def start(root: Path, timeout: float = 30.0) -> str:
                    found=_log_tail(p["log"]), remedy="read the log")
 
 
-def _mounts_under(root: Path) -> list[str]:
+def mounts_under(root: Path) -> list[str]:
     root_s = str(Path(root).resolve())
     found = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -160,12 +160,12 @@ def stop(root: Path, timeout: float = 30.0) -> list[str]:
             time.sleep(0.1)
     if not Path(root).exists():
         return []
-    unmounted = _mounts_under(root)
+    unmounted = mounts_under(root)
     for mnt in unmounted:
         r = subprocess.run(["umount", mnt], capture_output=True, text=True)
         if r.returncode != 0:
             subprocess.run(["umount", "-l", mnt], capture_output=True, text=True)
-    left = _mounts_under(root)
+    left = mounts_under(root)
     if left:
         raise LabError("mounts left under the lab root", expected="none", found=", ".join(left),
                        remedy="umount them by hand")
@@ -191,7 +191,7 @@ def _image_label(host: str, tag: str) -> str | None:
     return labels.get(HASH_LABEL)
 
 
-def _rootfs_tar(app: Path) -> bytes:
+def rootfs_tar(app: Path) -> bytes:
     buf = io.BytesIO()
     now = int(time.time())
 
@@ -246,7 +246,7 @@ def build_workload_image(docker_host: str, tag: str = DEFAULT_TAG, app: Path = A
     for c in changes:
         cmd += ["--change", c]
     cmd += ["-", tag]
-    r = subprocess.run(cmd, input=_rootfs_tar(app), capture_output=True, timeout=timeout)
+    r = subprocess.run(cmd, input=rootfs_tar(app), capture_output=True, timeout=timeout)
     if r.returncode != 0:
         raise LabError(f"docker import of {tag} failed", expected="exit 0",
                        found=r.stderr.decode(errors="replace").strip(), remedy="is the lab dockerd running?")
