@@ -172,14 +172,20 @@ def stop(root: Path, timeout: float = 30.0) -> list[str]:
     return unmounted
 
 
+def interpreter() -> str:
+    """The Python the workload runs with: this environment's (a venv's site-packages hold py-spiffe)."""
+    return os.path.join(sys.prefix, "bin", "python3")
+
+
 def python_mounts() -> list[str]:
-    """Read-only bind mounts that give a container the host's Python: its prefix and /usr."""
-    prefix = os.path.realpath(sys.base_prefix)
-    return [f"{prefix}:{prefix}:ro", "/usr:/usr:ro"]
+    """Read-only bind mounts that give a container the host's Python: its prefix, the venv, /usr."""
+    prefixes = dict.fromkeys([os.path.realpath(sys.base_prefix), sys.prefix])
+    return [f"{p}:{p}:ro" for p in prefixes] + ["/usr:/usr:ro"]
 
 
 def app_hash(app: Path = APP_FILE) -> str:
-    return hashlib.sha256(Path(app).read_bytes()).hexdigest()
+    """The image label: the app file and the interpreter the image's entrypoint names."""
+    return hashlib.sha256(Path(app).read_bytes() + interpreter().encode()).hexdigest()
 
 
 def _image_label(host: str, tag: str) -> str | None:
@@ -233,7 +239,7 @@ def build_workload_image(docker_host: str, tag: str = DEFAULT_TAG, app: Path = A
     digest = app_hash(app)
     if _image_label(docker_host, tag) == digest:
         return _image_id(docker_host, tag)
-    python = os.path.join(os.path.realpath(sys.base_prefix), "bin", "python3")
+    python = interpreter()
     changes = [
         f"LABEL {HASH_LABEL}={digest}",
         f"ENV PATH={os.path.dirname(python)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

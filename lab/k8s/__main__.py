@@ -1,4 +1,5 @@
-"""``python -m lab.k8s build|smoke|down``: the kubelet build, and a one-pod smoke run of a node."""
+"""``python -m lab.k8s build|smoke|down|tier``: the kubelet build, a one-pod smoke run of a node,
+and which Kubernetes tier this machine runs (one line, for CI's log)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from spire_migration.errors import LabError
 
-from . import containerd, gobuild, kubelet, pods
+from . import containerd, gobuild, kubelet, pods, tier
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,13 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     p_smoke.add_argument("--keep", action="store_true", help="leave containerd and the kubelet running")
     p_down = sub.add_parser("down", help="stop what `smoke --keep` left running")
     p_down.add_argument("--root", type=Path, default=kubelet.SMOKE_ROOT)
+    sub.add_parser("tier", help="print which Kubernetes tier the lab tests run on this machine")
     args = parser.parse_args(argv)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     try:
-        if args.cmd == "build":
+        if args.cmd == "tier":
+            print(tier.detect().line(), flush=True)
+        elif args.cmd == "build":
             print(gobuild.build_kubelet(log))
         elif args.cmd == "down":
             kubelet.teardown(args.root, log=log)

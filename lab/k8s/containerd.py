@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -218,7 +217,7 @@ def import_images(root: Path) -> list[str]:
     with tarfile.open(fileobj=buf, mode="w") as tar:
         tar.add(str(pdir / "pause"), arcname="pause")
     ctr(root, "images", "import", "-", input=_oci_archive(buf.getvalue(), PAUSE_IMAGE, {"Entrypoint": ["/pause"]}))
-    python = os.path.join(os.path.realpath(sys.base_prefix), "bin", "python3")
+    python = docker_engine.interpreter()
     cfg = {"Labels": {docker_engine.HASH_LABEL: docker_engine.app_hash()},
            "Env": [f"PATH={os.path.dirname(python)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                    "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"],
