@@ -77,12 +77,14 @@ def _scenario_table(run: Run, durations: dict[str, float | None]) -> str:
 
 
 def _nodes_table(run: Run, durations: dict[str, float | None]) -> str:
-    """One row per node: per host of the run (fleets, ``--hosts``), else the target's node."""
+    """One row per node: per host of the run (fleets, ``--hosts``), else the target's node
+    (testinfra's ``local`` host is the node the suite runs on: the target's)."""
     target = run.facts.get("_target")
     default = getattr(target, "node", "") or "local"
     nodes: dict[str, list[str]] = {}
     for nodeid, s in run.scenarios.items():
-        nodes.setdefault(s.get("host") or default, []).append(nodeid)
+        host = s.get("host") or default
+        nodes.setdefault(default if host == "local" else host, []).append(nodeid)
     rows = []
     for node, ids in nodes.items():
         statuses = [run.scenarios[i]["status"] for i in ids]

@@ -94,6 +94,11 @@ def test_timeline_rows_and_one_row_per_node() -> None:
     for i, nodeid in enumerate(run.scenarios):
         run.scenarios[nodeid]["host"] = f"docker://node-{i}"
     assert html_report.render(run).count('class="node-row"') == 2
+    run.scenarios[next(iter(run.scenarios))]["host"] = "local"   # testinfra's local host: the target's node
+    assert html_report.render(run).count('class="node-row"') == 2
+    for nodeid in run.scenarios:
+        run.scenarios[nodeid]["host"] = "local"
+    assert html_report.render(run).count('class="node-row"') == 1
 
 
 def test_an_open_step_is_closed_when_its_scenario_ends() -> None:
