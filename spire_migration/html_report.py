@@ -179,7 +179,7 @@ font-variant-numeric:tabular-nums}.ref{font-family:ui-monospace,monospace;font-w
 .badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;font-weight:600;color:#fff;
 background:var(--off);white-space:nowrap}.badge.ok{background:var(--ok)}.badge.bad{background:var(--bad)}
 .badge.warn{background:var(--warn)}.badge.na{background:var(--na)}.muted{color:#59636e}
-table.facts{margin-top:10px;width:auto}table.facts th{font-weight:500;color:#59636e}
+table.nodes{width:auto;min-width:60%}table.nodes td,table.nodes th{padding-right:28px}table.facts{margin-top:10px;width:auto}table.facts th{font-weight:500;color:#59636e}
 .tl-track{width:38%;position:relative}td.tl-track{background:repeating-linear-gradient(90deg,transparent 0 9.9%,#eaeef2 9.9% 10%)}
 .bar{position:absolute;top:6px;height:12px;border-radius:3px;background:var(--off)}.bar.ok{background:var(--ok)}
 .bar.bad{background:var(--bad)}.bar.na{background:var(--na)}.bar.warn{background:var(--warn)}
