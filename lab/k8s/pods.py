@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from spire_migration.errors import LabError
+from spire_migration.redact import redact
 
 from . import control_plane
 from .files import write_file
@@ -94,7 +95,7 @@ def attest_pods(lab_root: Path, target, *, log: Log = print) -> str:
         if result.failed:
             raise LabError("could not register the k8s-selected workload", expected="entry created",
                            found=str(result.failed))
-        log(f"registered {target.workload.spiffe_id} ({', '.join(K8S_SELECTORS)}) under {agent_id}")
+        log(redact(f"registered {target.workload.spiffe_id} ({', '.join(K8S_SELECTORS)}) under {agent_id}"))
     return agent_id
 
 

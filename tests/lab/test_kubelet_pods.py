@@ -66,8 +66,11 @@ def test_real_pods_are_attested_and_verified_before_and_after_migration(make_lab
         target = lab.target
 
         t = time.monotonic()
-        phase3_agent = pods.attest_pods(root, target, log=print)
+        said: list[str] = []
+        phase3_agent = pods.attest_pods(root, target, log=lambda m: (said.append(m), print(m)))
         assert "/spire/agent/join_token/" in phase3_agent, phase3_agent
+        leaked = any(phase3_agent.rsplit("/", 1)[1] in m for m in said)
+        assert said and not leaked, "the join token (in the join_token agent ID) was printed"
         rt = pods.pod_runtime(root, target)
         before = rt.deploy(3, None, timeout=120)
         assert len(before) == 1 and before[0].phase == 3 and before[0].state == "Running", before
