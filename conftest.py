@@ -25,6 +25,7 @@ pytest_plugins = [
     "steps.gradual",
     "steps.diagnose",
     "fixtures.fleet",
+    "fixtures.audited",
     "steps.post_migration",
     "steps.hardening",
     "steps.audit",

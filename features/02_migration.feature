@@ -10,53 +10,118 @@ Feature: Step-by-step migration from join_token to TPM node attestation
 
   @guide_step_1
   Scenario: Step 1 - Verify Phase 3 is working
-    When the migration performs guide step 1
-    Then the old join_token agent ID is recorded in the journal
+    The guide: `pgrep -a spire-server`, `pgrep -a spire-agent`, `sudo ./run_k8s_demo.sh`, `kubectl logs <pod-name>`.
+    Real SPIRE: pgrep finds any process with the word in its name; the demo script is not on the node.
+    The suite: first checks every input the later steps need (both configs parse and SPIRE accepts them,
+    the attestor's inputs, the TPM, the workload runtime, the server); then the pre-migration checks
+    are the gate (pid file and healthcheck, the agent attested by join_token, the workload VERIFIED).
+
+    When Phase 3 is verified: server and agent healthy, the agent attested by join_token, the workload VERIFIED
+    Then the old join_token agent ID is recorded in the journal, redacted
 
   @guide_step_2
   Scenario: Step 2 - Verify the TPM device
-    When the migration performs guide step 2
-    Then the TPM was found usable for TPM attestation
+    The guide: `sudo ./detect_tpm.sh`, "Script reports TPM device found and accessible".
+    Real SPIRE: the TPM attestor needs more than a device node: a TPM 2.0, a sha256 bank, an EK
+    certificate in NV 0x01c00002 and an EK the TPM can re-create.
+    The suite: reads the TPM with tpm2-pytss, never by scraping tpm2-tools output.
+
+    When the TPM device is probed as detect_tpm.sh would
+    Then the TPM is a TPM 2.0 with a sha256 PCR bank, an EK certificate and a re-creatable EK
 
   @guide_step_3
   Scenario: Step 3 - Back up the Phase 3 configuration and registrations
-    When the migration performs guide step 3
-    Then the journal holds both configs and every registration entry, readable by root only
+    The guide: `sudo cp /opt/spire/conf/server/server.conf /opt/spire/conf/server/server.conf.phase3.backup`,
+    the same for agent.conf, `sudo /opt/spire/bin/spire-server entry show > /tmp/spire-entries-phase3.txt`.
+    Real SPIRE: `entry show` text is not an interface, and /tmp is readable by every user.
+    The suite: copies both configs and every entry (`-output json`) into the journal, hashed, 0600 in a
+    0700 directory; a second run never overwrites the Phase 3 copy.
+
+    When server.conf, agent.conf and every registration entry are backed up into the journal
+    Then the journal holds server.conf and agent.conf with their sha256, readable by root only
+    And the journal holds every registration entry as JSON
 
   @guide_step_4
   Scenario: Step 4 - Configure the TPM node attestor (setup_tpm.sh)
-    When the migration performs guide step 4
-    Then the server config has the join_token and the TPM node attestors
-    And the agent config has exactly one node attestor, the TPM one
-    And everything else in both configs is as it was
+    The guide: `sudo ./setup_tpm.sh`, which "Adds TPM node attestor to server.conf" and
+    "Adds TPM node attestor to agent.conf", keeping `NodeAttestor "join_token"` in both.
+    Real SPIRE: an agent takes exactly one NodeAttestor (`expected exactly 1 but got 2`: it does not
+    start); there is no built-in `tpm` plugin and `hash_algorithm` is no key of any TPM attestor.
+    The suite: the server gets the TPM attestor of the target's profile (tpm_devid by default) next to
+    join_token; the agent gets it in place of join_token; the rest of both files stays byte for byte.
+
+    When the TPM node attestor is added to server.conf next to join_token and replaces join_token in agent.conf
+    Then server.conf names the join_token and the TPM node attestors
+    And agent.conf names exactly one node attestor, the TPM one, and no join_token setting
+    And everything else in both configs is as it was, comments included
 
   @guide_step_5
   Scenario: Step 5 - Stop the Phase 3 SPIRE components
-    When the migration performs guide step 5
+    The guide: `sudo pkill -f spire-agent`, `sudo pkill -f spire-server`, `pgrep -f spire`.
+    Real SPIRE: `pkill -f` kills any process whose command line mentions the word.
+    The suite: stops the exact pids (pid file, socket owner, /proc checked), only those running Phase 3.
+
+    When the Phase 3 spire-agent and spire-server are stopped by pid
     Then no Phase 3 SPIRE process is running
 
   @guide_step_6
   Scenario: Step 6 - Start the Phase 4 SPIRE components
-    When the migration performs guide step 6
-    Then the server is healthy and the agent runs without any join token
+    The guide: `spire-server run -config /opt/spire/conf/server/server.conf`, `sleep 5`,
+    `spire-server token generate`, `spire-agent run -config /opt/spire/conf/agent/agent.conf -joinToken $JOIN_TOKEN`.
+    Real SPIRE: a join token makes the agent attest by join_token whatever its config says, and a
+    restarted agent reuses its cached SVID (agent-data.json) and keeps its join_token identity.
+    The suite: starts the server and polls it healthy; drops the agent's cached SVID (backed up) and
+    starts the agent with no join token, polling until it has attested.
+
+    When spire-server is started and polled healthy, then spire-agent without a join token
+    Then spire-server is running and healthy with the Phase 4 config
+    And spire-agent runs without any join token and holds a new agent SVID
 
   @guide_step_7
   Scenario: Step 7 - Verify TPM attestation (verify_tpm.sh)
-    When the migration performs guide step 7
-    Then the agent is attested by the TPM attestor with the expected agent ID
+    The guide: `sudo ./verify_tpm.sh`, `sudo /opt/spire/bin/spire-server agent list`,
+    `tail -50 /opt/spire/agent.log | grep -i tpm`; expected "Agent list shows SPIFFE ID with "tpm" in path".
+    Real SPIRE: the tpm_devid agent ID is `spiffe://<td>/spire/agent/tpm_devid/<sha1 of the DevID certificate>`,
+    not `.../spire/agent/tpm/<hash>`.
+    The suite: computes the expected ID from the DevID certificate and reads `agent list -output json`
+    and the agent's logfmt log.
+
+    When TPM attestation is verified as verify_tpm.sh would
+    Then the agent ID is the TPM attestor's ID for this node
+    And the server lists the agent as TPM-attested with TPM selectors and its log records the attestation
 
   @guide_step_8
   Scenario: Step 8 - Re-register every workload under the TPM agent
-    When the migration performs guide step 8
+    The guide: `spire-server entry delete -spiffeID spiffe://example.org/k8s-workload`, then one
+    `entry create -parentID $AGENT_ID`.
+    Real SPIRE: `entry delete` has no `-spiffeID` flag; the other entries of the old agent (and the
+    `token generate -spiffeID` node alias) would be orphaned.
+    The suite: re-creates every entry of the old agent under the new one in batches (each result's
+    status checked), re-points node aliases, deletes the old entries by ID, evicts the old agent.
+
+    When every entry of the old agent is re-created under the TPM agent and the old ones are deleted by ID
     Then every entry of the old agent is under the new agent with identical content
-    And no entry or node alias refers to the old agent
+    And no entry or node alias refers to the old agent and the old agent is evicted
 
   @guide_step_9
   Scenario: Step 9 - Deploy the Phase 4 application
-    When the migration performs guide step 9
+    The guide: `kubectl delete deployment mtls-app`, `kubectl apply -f mtls-app.yaml`,
+    `kubectl wait --for=condition=ready pod -l app=mtls-demo --timeout=60s`.
+    Real SPIRE: as the guide says; the runtime is the target's (docker, or kubernetes through its API).
+    The suite: redeploys the Phase 4 workload through the target's runtime (a server-side dry run first
+    on Kubernetes, so a refused manifest deletes nothing).
+
+    When the Phase 4 workload is deployed through the target's runtime
     Then the Phase 4 workload is running
 
   @guide_step_10
   Scenario: Step 10 - Verify end-to-end functionality
-    When the migration performs guide step 10
-    Then the workload fetched its SVID from the TPM-attested agent and logged VERIFIED
+    The guide: `kubectl logs <pod-name> | grep "Successfully fetched SVIDs"`,
+    `kubectl logs <pod-name> | grep "VERIFIED"`, `sudo ./verify_tpm.sh`.
+    Real SPIRE: as the guide says; a log line from before the deploy proves nothing.
+    The suite: reads the workload's logs since the deploy through the runtime's API and runs a live
+    mTLS check in the workload.
+
+    When the workload is checked end to end: its SVID fetch and its mTLS exchange
+    Then the workload logged "Successfully fetched SVIDs" and "VERIFIED" since the deploy
+    And the workload is served by the TPM-attested agent

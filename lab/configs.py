@@ -46,7 +46,7 @@ plugins {{
 
 def agent_conf(lay: Layout, node: Node, trust_domain: str, port: int, docker_host: str) -> str:
     return f'''# SPIRE Agent configuration - Phase 3 (Kubernetes SPIRE integration)
-# Node attestation: join token (passed with -joinToken at start).
+# Node attestation: join token (passed in a 0600 file with -joinTokenFile at start).
 agent {{
     data_dir = "{node.agent_data}"
     log_level = "DEBUG"

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 from spire_migration import process, services
-from spire_migration.errors import LabError
-from spire_migration.journal import write_atomic
+from .errors import LabError
+from spire_migration.fileio import write_file
 from spire_migration.runtimes import get_runtime
 from spire_migration.target import Target
 
@@ -48,7 +48,7 @@ def load_state(lay: Layout) -> dict:
 
 
 def save_state(lay: Layout, state: dict) -> None:
-    write_atomic(lay.state, json.dumps(state, indent=2) + "\n", mode=0o644)
+    write_file(lay.state, json.dumps(state, indent=2) + "\n", mode=0o644)
 
 
 def target_for(lay: Layout, node: str | None = None) -> Target:
@@ -58,7 +58,7 @@ def target_for(lay: Layout, node: str | None = None) -> Target:
         raise LabError(f"no lab at {lay.root}", expected=f"{lay.state}",
                        found="no such file", remedy="python -m lab up")
     name = node or state["nodes"][0]
-    path = lay.root / f"target-{name}.toml"
+    path = lay.root / Target.file_name(name)
     return Target.load(path if path.exists() else lay.target)
 
 
@@ -158,18 +158,18 @@ def up(root: Path, agents: int = 1, log: Log = print) -> Path:
     # Phase 3, as the guide has it.
     lay.server_conf.parent.mkdir(parents=True, exist_ok=True)
     lay.server_data.mkdir(parents=True, exist_ok=True)
-    write_atomic(lay.server_conf, configs.server_conf(lay, TRUST_DOMAIN, state["server_port"]), mode=0o644)
+    write_file(lay.server_conf, configs.server_conf(lay, TRUST_DOMAIN, state["server_port"]), mode=0o644)
     for name in names:
         node = lay.node(name)
         node.agent_data.mkdir(parents=True, exist_ok=True)
-        write_atomic(node.agent_conf, configs.agent_conf(lay, node, TRUST_DOMAIN, state["server_port"],
-                                                         docker_host), mode=0o644)
-        write_atomic(lay.root / f"target-{name}.toml", _target_toml(lay, node, state), mode=0o644)
-    shutil.copyfile(lay.root / f"target-{names[0]}.toml", lay.target)
+        write_file(node.agent_conf, configs.agent_conf(lay, node, TRUST_DOMAIN, state["server_port"],
+                                                       docker_host), mode=0o644)
+        write_file(lay.root / Target.file_name(name), _target_toml(lay, node, state), mode=0o644)
+    shutil.copyfile(lay.root / Target.file_name(names[0]), lay.target)
 
     first = Target.load(lay.target)
     services.start_server(first)
-    write_atomic(lay.bootstrap_bundle, services.server_cli(first).bundle_pem(), mode=0o644)
+    write_file(lay.bootstrap_bundle, services.server_cli(first).bundle_pem(), mode=0o644)
     log(f"spire-server healthy ({time.monotonic() - t0:.1f} s)")
     for name in names:
         start_phase3_agent(target_for(lay, name), log)
@@ -180,8 +180,8 @@ def up(root: Path, agents: int = 1, log: Log = print) -> Path:
 def start_phase3_agent(t: Target, log: Log = print) -> str:
     """Generate a join token, start the agent with it, register the workload, deploy it."""
     server = services.server_cli(t)
-    token = server.token_generate(spiffe_id=AGENT_ALIAS)
-    info = services.start_agent(t, join_token=token)
+    token = server.token_generate(spiffe_id=AGENT_ALIAS, ttl=services.token_ttl(t))
+    info = services.start_agent(t, join_token=token)   # by file, never on the command line
     agent_id = services.wait_agent_ready(t, info)
     entry = {"spiffe_id": t.workload.spiffe_id, "parent_id": agent_id,
              "selectors": [dict(zip(("type", "value"), s.split(":", 1))) for s in t.workload.selectors]}

@@ -11,7 +11,6 @@ blobs are written in SPIRE's format: ``devid.pub`` = marshalled TPMT_PUBLIC,
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from tpm2_pytss import TPM2B_PUBLIC, TPM2B_SENSITIVE_CREATE, TPMT_PUBLIC, TSS2_Exception
 
-from spire_migration.errors import LabError, TPMError
+from .errors import LabError
+from spire_migration.errors import TPMError
+from spire_migration.fileio import write_file
 from spire_migration.target import TPMSpec
 from spire_migration.tpm import DEVID_ATTRIBUTES, create_srk, devid_agent_id, open_tpm
 
@@ -48,18 +49,6 @@ def devid_template() -> TPM2B_PUBLIC:
     return TPM2B_PUBLIC(publicArea=area)
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def devid_ca(ca_dir: Path) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certificate]:
     """The lab's self-signed DevID CA in ``ca_dir`` (created once, then reused)."""
     ca_dir = Path(ca_dir)
@@ -83,10 +72,10 @@ def devid_ca(ca_dir: Path) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certi
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                            critical=False)
             .sign(key, hashes.SHA256()))
-    _write(key_path, key.private_bytes(serialization.Encoding.PEM,
+    write_file(key_path, key.private_bytes(serialization.Encoding.PEM,
                                        serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()), 0o600)
-    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+                                       serialization.NoEncryption()), mode=0o600)
+    write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     return cert_path, key, cert
 
 
@@ -128,7 +117,7 @@ def provision_devid(sock: Path, out_dir: Path, ca_dir: Path, common_name: str) -
             .sign(ca_key, hashes.SHA256()))
     files = DevIDFiles(cert=out_dir / "devid.crt.pem", priv=out_dir / "devid.priv",
                        pub=out_dir / "devid.pub", ca_cert=ca_cert_path)
-    _write(files.priv, priv_bytes, 0o600)
-    _write(files.pub, pub_bytes, 0o600)
-    _write(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o600)
+    write_file(files.priv, priv_bytes, mode=0o600)
+    write_file(files.pub, pub_bytes, mode=0o600)
+    write_file(files.cert, cert.public_bytes(serialization.Encoding.PEM), mode=0o600)
     return files

@@ -14,8 +14,10 @@ import shutil
 from pathlib import Path
 
 from spire_migration import attestor, services
-from spire_migration.errors import LabError
-from spire_migration.hclconfig import HclConfig, write_atomic
+from .errors import LabError
+from spire_migration.fileio import write_file
+from spire_migration.hclconfig import HclConfig
+from spire_migration.locks import server_lock
 from spire_migration.target import Target
 from spire_migration.tpm import devid_agent_id, flush_transients
 
@@ -31,6 +33,11 @@ def _throwaway_agent_conf(t: Target, lab_agent_conf: Path) -> str:
 
 def prove_devid(lab: Target, work_dir: Path) -> str:
     """Attest a throwaway tpm_devid agent to the lab server; return its agent ID."""
+    with server_lock(lab.journal.dir):  # it edits and restarts the lab's server
+        return _prove_devid(lab, work_dir)
+
+
+def _prove_devid(lab: Target, work_dir: Path) -> str:
     work = Path(work_dir).resolve()
     shutil.rmtree(work, ignore_errors=True)
     agent = dataclasses.replace(lab.agent, config=work / "agent.conf", data_dir=work / "data",
@@ -41,11 +48,11 @@ def prove_devid(lab: Target, work_dir: Path) -> str:
     server_text = lab.server.config.read_text()
     server_cfg = HclConfig.load(lab.server.config)
     try:
-        write_atomic(lab.server.config, server_cfg.with_plugin(
+        write_file(lab.server.config, server_cfg.with_plugin(
             "NodeAttestor", "tpm_devid", attestor.server_body(lab)).text)
         services.stop_server(lab)
         services.start_server(lab)
-        write_atomic(agent.config, _throwaway_agent_conf(probe, lab.agent.config))
+        write_file(agent.config, _throwaway_agent_conf(probe, lab.agent.config))
         flush_transients(lab.tpm)
         info = services.start_agent(probe)
         agent_id = services.wait_agent_ready(probe, info)
@@ -63,6 +70,6 @@ def prove_devid(lab: Target, work_dir: Path) -> str:
         for a in server.agents() if server.healthy() else []:
             if a.get("attestation_type") == "tpm_devid":
                 server.evict(f"spiffe://{a['id']['trust_domain']}{a['id']['path']}")
-        write_atomic(lab.server.config, server_text)
+        write_file(lab.server.config, server_text)
         services.stop_server(lab)
         services.start_server(lab)

@@ -32,7 +32,8 @@ import tarfile
 import time
 from pathlib import Path
 
-from spire_migration.errors import LabError
+from spire_migration import process
+from .errors import LabError
 
 APP_FILE = Path(__file__).resolve().parent.parent / "workload" / "mtls_app.py"
 APP_IN_IMAGE = "/app/mtls_app.py"
@@ -86,11 +87,8 @@ def _read_pid(pidfile: Path) -> int | None:
 
 
 def _is_dockerd(pid: int) -> bool:
-    try:
-        exe = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-    except OSError:
-        return False
-    return os.path.basename(exe) == b"dockerd"
+    info = process.proc_info(pid)
+    return info is not None and process.matches(info, "dockerd")
 
 
 def _log_tail(log: Path, lines: int = 15) -> str:
@@ -113,7 +111,7 @@ def start(root: Path, timeout: float = 30.0) -> str:
     log = open(p["log"], "ab")
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
+                                start_new_session=True, env=process.daemon_env())
     except FileNotFoundError as exc:
         raise LabError("dockerd is not installed", expected="dockerd on PATH",
                        found=str(exc), remedy="apt-get install docker.io") from exc
@@ -174,12 +172,13 @@ def stop(root: Path, timeout: float = 30.0) -> list[str]:
 
 def interpreter() -> str:
     """The Python the workload runs with: this environment's (a venv's site-packages hold py-spiffe)."""
-    return os.path.join(sys.prefix, "bin", "python3")
+    return os.path.join(os.path.realpath(sys.prefix), "bin", "python3")
 
 
 def python_mounts() -> list[str]:
-    """Read-only bind mounts that give a container the host's Python: its prefix, the venv, /usr."""
-    prefixes = dict.fromkeys([os.path.realpath(sys.base_prefix), sys.prefix])
+    """Read-only bind mounts that give a container the host's Python: its prefix (and the venv's,
+    where the workload's packages are when the suite runs from one) and /usr."""
+    prefixes = dict.fromkeys(os.path.realpath(p) for p in (sys.base_prefix, sys.prefix))
     return [f"{p}:{p}:ro" for p in prefixes] + ["/usr:/usr:ro"]
 
 

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from spire_migration.errors import LabError
+from .errors import LabError
 
 SPIRE_VERSION = "1.15.3"
 _REPLACES = {"github.com/Keyfactor/ejbca-go-client-sdk": "v1.0.2"}

@@ -16,7 +16,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from spire_migration.errors import LabError
+from spire_migration import process
+from .errors import LabError
+from spire_migration.fileio import write_file
 
 SOCK = "swtpm.sock"
 PID_FILE = "swtpm.pid"
@@ -53,18 +55,17 @@ def _write_ca_config(ca_dir: Path) -> Path:
     ca_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ca_dir, 0o700)
     localca = ca_dir / "swtpm-localca.conf"
-    localca.write_text(
-        f"statedir = {ca_dir}\n"
-        f"signingkey = {ca_dir / 'signkey.pem'}\n"
-        f"issuercert = {endorsement_ca_path(ca_dir)}\n"
-        f"certserial = {ca_dir / 'certserial'}\n")
+    write_file(localca, f"statedir = {ca_dir}\n"
+                        f"signingkey = {ca_dir / 'signkey.pem'}\n"
+                        f"issuercert = {endorsement_ca_path(ca_dir)}\n"
+                        f"certserial = {ca_dir / 'certserial'}\n")
     setup = ca_dir / "swtpm_setup.conf"
     lines = [f"create_certs_tool = {_need('swtpm_localca')}",
              f"create_certs_tool_config = {localca}"]
     if LOCALCA_OPTIONS.is_file():
         lines.append(f"create_certs_tool_options = {LOCALCA_OPTIONS}")
     lines.append("active_pcr_banks = sha256")
-    setup.write_text("\n".join(lines) + "\n")
+    write_file(setup, "\n".join(lines) + "\n")
     return setup
 
 
@@ -155,7 +156,7 @@ def start(state_dir: Path, timeout: float = 10) -> int:
            "--flags", "not-need-init,startup-clear", "--daemon",
            "--pid", f"file={state_dir / PID_FILE}",
            "--log", f"file={state_dir / LOG_FILE},level=5"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=process.daemon_env())
     if proc.returncode != 0:
         raise LabError("swtpm did not start", expected="exit code 0",
                        found=f"exit {proc.returncode}: {(proc.stderr + proc.stdout).strip()}",

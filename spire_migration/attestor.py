@@ -15,6 +15,7 @@ from cryptography import x509
 
 from . import tpm
 from .errors import ConfigError, TPMError
+from .hclconfig.render import render_body
 from .target import Target
 
 
@@ -23,29 +24,27 @@ def plugin_name(t: Target) -> str:
 
 
 def server_body(t: Target) -> str:
+    """The server's TPM attestor body (HCL; every value quoted by ``render_body``)."""
     a = t.attestor
     if a.profile == "tpm_devid":
-        return (f'plugin_data {{\n    devid_ca_path = "{a.devid_ca}"\n'
-                f'    endorsement_ca_path = "{a.endorsement_ca}"\n}}')
-    lines = [f'plugin_cmd = "{a.plugin_cmd_server}"']
-    if a.plugin_checksum_server:
-        lines.append(f'plugin_checksum = "{a.plugin_checksum_server}"')
-    data = [f'    ca_path = "{a.ca_path}"']
-    if a.hash_path:
-        data.append(f'    hash_path = "{a.hash_path}"')
-    return "\n".join(lines) + "\nplugin_data {\n" + "\n".join(data) + "\n}"
+        return render_body({"plugin_data": {"devid_ca_path": str(a.devid_ca),
+                                            "endorsement_ca_path": str(a.endorsement_ca)}})
+    data = {"ca_path": str(a.ca_path), **({"hash_path": str(a.hash_path)} if a.hash_path else {})}
+    return render_body({**_plugin_cmd(a.plugin_cmd_server, a.plugin_checksum_server), "plugin_data": data})
 
 
 def agent_body(t: Target) -> str:
+    """The agent's TPM attestor body (HCL; every value quoted by ``render_body``)."""
     a = t.attestor
     if a.profile == "tpm_devid":
-        return (f'plugin_data {{\n    devid_cert_path = "{a.devid_cert}"\n'
-                f'    devid_priv_path = "{a.devid_priv}"\n    devid_pub_path = "{a.devid_pub}"\n'
-                f'    tpm_device_path = "{t.tpm.device}"\n}}')
-    lines = [f'plugin_cmd = "{a.plugin_cmd_agent}"']
-    if a.plugin_checksum_agent:
-        lines.append(f'plugin_checksum = "{a.plugin_checksum_agent}"')
-    return "\n".join(lines) + "\nplugin_data {}"
+        return render_body({"plugin_data": {
+            "devid_cert_path": str(a.devid_cert), "devid_priv_path": str(a.devid_priv),
+            "devid_pub_path": str(a.devid_pub), "tpm_device_path": str(t.tpm.device)}})
+    return render_body({**_plugin_cmd(a.plugin_cmd_agent, a.plugin_checksum_agent), "plugin_data": {}})
+
+
+def _plugin_cmd(cmd: Path, checksum: str) -> dict[str, str]:
+    return {"plugin_cmd": str(cmd), **({"plugin_checksum": checksum} if checksum else {})}
 
 
 def expected_agent_id(t: Target) -> str | None:

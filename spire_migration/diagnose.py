@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from . import attestor as att
-from . import pcrs, tpm
+from . import pcrs, services, tpm
 from .errors import MigrationError
-from .hclconfig import HclConfig
 from .journal import Journal
-from .node import TPM_ATTESTORS, Node
+from .node import Node
 from .redact import redact
+from .spiffe_ids import TPM_ATTESTORS, is_join_token_agent, is_tpm_agent
 from .spire import id_str
 from .target import TPMSpec
 
@@ -60,22 +60,12 @@ class Diagnosis:
         return redact("\n".join(lines))
 
 
-def _tail(path: Path, lines: int = 200, words: tuple[str, ...] = ()) -> list[str]:
-    try:
-        text = path.read_text(errors="replace").splitlines()[-lines:]
-    except FileNotFoundError:
-        return []
+def _tail(node: Node, component: str, lines: int = 200, words: tuple[str, ...] = ()) -> list[str]:
+    text = node.log_lines(component)[-lines:]
     if words:
         text = [ln for ln in text if any(w in ln.lower() for w in words) and "PID attested" not in ln
                 and "Plugin " not in ln and "Configured plugin" not in ln]
     return [redact(ln.strip())[:300] for ln in text]
-
-
-def _cfg(path: Path) -> HclConfig | None:
-    try:
-        return HclConfig.load(path)
-    except MigrationError:
-        return None
 
 
 # -- Issue 1 ------------------------------------------------------------------------
@@ -95,9 +85,9 @@ def issue1_attestation(node: Node) -> Diagnosis:
     d = Diagnosis(1, "Agent Fails to Attest with TPM", "unknown", "", resolution=list(ISSUE1_RESOLUTION),
                   warnings=[TPM2_CLEAR_WARNING])
     words = ("level=error", "level=warn", "tpm", "devid", "endorsement", "join_token", "attestation")
-    agent_log = _tail(t.agent.log, 400, words)[-12:]
-    server_log = _tail(t.server.log, 400, words)[-12:]
-    agent_cfg, server_cfg = _cfg(t.agent.config), _cfg(t.server.config)
+    agent_log = _tail(node, "agent", 400, words)[-12:]
+    server_log = _tail(node, "server", 400, words)[-12:]
+    agent_cfg, server_cfg = node.agent_config(missing_ok=True), node.server_config(missing_ok=True)
     agent_att = set(agent_cfg.plugins("NodeAttestor")) if agent_cfg else set()
     server_att = set(server_cfg.plugins("NodeAttestor")) if server_cfg else set()
     proc = node.agent_proc()
@@ -117,15 +107,15 @@ def issue1_attestation(node: Node) -> Diagnosis:
 
     # 1. a join token still given to the agent: it attests by join_token whatever its config names
     jt_sources = []
-    if proc and "-joinToken" in proc.argv:
-        jt_sources.append("the agent process was started with -joinToken")
+    if proc and (flag := services.join_token_flag(proc.argv)):
+        jt_sources.append(f"the agent process was started with {flag}")
     if agent_cfg:
         for key in ("join_token", "join_token_file"):
             if key in agent_cfg.section("agent"):
                 jt_sources.append(f"agent.conf sets agent.{key}")
     if t.agent.join_token_file:
         jt_sources.append(f"the target passes agent.join_token_file {t.agent.join_token_file}")
-    if tpm_name and (jt_sources or "/spire/agent/join_token/" in ident):
+    if tpm_name and (jt_sources or is_join_token_agent(ident)):
         return found("join_token_passed", "a join token is still passed to the agent: SPIRE then attests "
                      "by join_token whatever NodeAttestor agent.conf names (guide Step 6 does exactly this)",
                      *(jt_sources or [f"agent.conf names {tpm_name} but the agent's SVID is a join_token one"]),
@@ -135,7 +125,7 @@ def issue1_attestation(node: Node) -> Diagnosis:
         d.cause = "not_applicable"
         d.summary = "agent.conf has no TPM NodeAttestor yet (Phase 3): the agent is not meant to attest with the TPM"
         return d
-    if ident and any(f"/spire/agent/{a}/" in ident for a in TPM_ATTESTORS) and record \
+    if is_tpm_agent(ident) and record \
             and record.get("attestation_type") in TPM_ATTESTORS:
         d.cause, d.summary = "none", f"no fault: the agent is attested by {record.get('attestation_type')}"
         d.warnings = [TPM2_CLEAR_WARNING]
@@ -213,7 +203,7 @@ ISSUE2_RESOLUTION = [
 
 
 def expected_parent(node: Node) -> str | None:
-    cfg = _cfg(node.target.agent.config)
+    cfg = node.agent_config(missing_ok=True)
     if cfg and set(cfg.plugins("NodeAttestor")) & set(TPM_ATTESTORS):
         return att.expected_agent_id(node.target) or node.agent_id()
     return node.agent_id()
@@ -263,8 +253,8 @@ def issue2_parent_not_found(node: Node, parent_id: str | None = None, deadline_s
                  f"the agent has not attested. Agent IDs that exist: {listed or 'none'}")
     proc = node.agent_proc()
     d.evidence.append(f"agent process: {proc.command if proc else 'not running'}")
-    d.evidence += [f"server log: {ln}" for ln in _tail(t.server.log, 300, ("attest", "error"))[-5:]]
-    d.evidence += [f"agent log: {ln}" for ln in _tail(t.agent.log, 300, ("attest", "error"))[-5:]]
+    d.evidence += [f"server log: {ln}" for ln in _tail(node, "server", 300, ("attest", "error"))[-5:]]
+    d.evidence += [f"agent log: {ln}" for ln in _tail(node, "agent", 300, ("attest", "error"))[-5:]]
     d.resolution.append("note: SPIRE 1.15.3 does not itself refuse an entry whose parent has not attested: "
                         "the entry is created and never served; the suite checks the parent first")
     return d
@@ -279,12 +269,6 @@ ISSUE3_RESOLUTION = [
     "selectors, so a workload entry with one is never matched: bind workloads to TPM nodes with a node "
     "alias built from tpm_devid selectors instead",
 ]
-
-
-def record_pcr_expectations(node: Node, journal: Journal, indices: list[int], bank: str = "sha256") -> dict[str, str]:
-    """Document the expected PCR values in the journal (:func:`pcrs.record_expectations`); flat view."""
-    pcrs.record_expectations(node.target, journal, indices, bank=bank, note="diagnose")
-    return {f"{b}:{i}": v for b, values in pcrs.recorded(journal).items() for i, v in values.items()}
 
 
 def issue3_pcr_changed(node: Node, journal: Journal | None) -> Diagnosis:
@@ -337,25 +321,13 @@ ISSUE4_RESOLUTION = [
 ]
 
 
-def _cpu_ticks(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+def _cpu_ticks(node: Node, pid: int) -> int | None:
+    """utime + stime of *pid*, from /proc/<pid>/stat on the node."""
+    stat = node.view.read_text(f"/proc/{pid}/stat")
+    if not stat:
         return None
     fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])   # utime + stime
-
-
-def agent_cpu_percent(pid: int, interval: float) -> float | None:
-    """CPU used by *pid* over *interval* seconds, in percent of one CPU (from /proc/<pid>/stat)."""
-    start, t0 = _cpu_ticks(pid), time.monotonic()
-    deadline = t0 + interval
-    while time.monotonic() < deadline:
-        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-    end, t1 = _cpu_ticks(pid), time.monotonic()
-    if start is None or end is None:
-        return None
-    return 100.0 * (end - start) / os.sysconf("SC_CLK_TCK") / (t1 - t0)
+    return int(fields[11]) + int(fields[12])
 
 
 def issue4_performance(node: Node, samples: int = 5, timeout: float = 10.0) -> Diagnosis:
@@ -373,9 +345,9 @@ def issue4_performance(node: Node, samples: int = 5, timeout: float = 10.0) -> D
 
     def measure_cpu() -> None:
         if proc is not None:
-            start, s0 = _cpu_ticks(proc.pid), time.monotonic()
+            start, s0 = _cpu_ticks(node, proc.pid), time.monotonic()
             stop.wait(timeout=samples * timeout)
-            end, s1 = _cpu_ticks(proc.pid), time.monotonic()
+            end, s1 = _cpu_ticks(node, proc.pid), time.monotonic()
             if start is not None and end is not None and s1 > s0:
                 cpu[0] = 100.0 * (end - start) / os.sysconf("SC_CLK_TCK") / (s1 - s0)
 

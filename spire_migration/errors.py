@@ -63,9 +63,9 @@ class JournalError(MigrationError):
     """The journal, a backup or the lock is missing, altered or held."""
 
 
+class FileError(MigrationError):
+    """A file cannot be written safely (a planted link, a folder the suite may not write)."""
+
+
 class WorkloadError(MigrationError):
     """The workload runtime (docker, kubernetes) failed or is unreachable."""
-
-
-class LabError(MigrationError):
-    """The swtpm lab could not be provisioned or torn down."""

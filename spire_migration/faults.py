@@ -17,3 +17,16 @@ ENV = "SPIRE_MIGRATION_KILL_AT"
 def checkpoint(name: str) -> None:
     if os.environ.get(ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+FAIL_AT = "SPIRE_MIGRATION_FAIL_AT"
+
+
+def fail_point(name: str) -> None:
+    """Raise a MigrationError at ``name`` when ``SPIRE_MIGRATION_FAIL_AT`` names it: a
+    failure the run survives (unlike ``checkpoint``), for the tests of what a failed
+    step leaves behind."""
+    if os.environ.get(FAIL_AT) == name:
+        from .errors import MigrationError
+        raise MigrationError(f"fault injected at {name}", expected="no fault", found=f"{FAIL_AT}={name}",
+                             remedy=f"unset {FAIL_AT}")

@@ -8,33 +8,31 @@ target-<node>.toml``, or ``--node <node>``). :func:`finalize` removes
 any more; otherwise it refuses and names the agents that remain (with the
 node they belong to when a sibling target description says so, and the
 workloads registered under them).
+
+A real finalize holds the server lock and every node's lock (it records
+``finalized_at`` in each node's journal) for all it does, taken before it
+changes anything: a node whose run is in progress makes it stop at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timezone
-
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from . import services
 from .errors import ConfigError, MigrationError, TargetError
-from .hclconfig import HclConfig, write_atomic
+from .fileio import write_file
+from .hclconfig import load_config
 from .journal import Journal
-from .node import TPM_ATTESTORS
+from .locks import server_lock
 from .redact import redact
+from .spiffe_ids import TPM_ATTESTORS
 from .spire import id_str
 from .target import Target
+from .verdict import StepResult
 
 BACKUP = "server.conf.before-finalize"
-
-
-@dataclass
-class FinalizeResult:
-    changes: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    planned: bool = False
 
 
 def known_nodes(t: Target) -> dict[str, str]:
@@ -42,7 +40,7 @@ def known_nodes(t: Target) -> dict[str, str]:
     out: dict[str, str] = {}
     if t.source is None:
         return out
-    for path in sorted(Path(t.source).parent.glob("target-*.toml")):
+    for path in t.siblings():
         try:
             other = Target.load(path)
         except TargetError:
@@ -72,10 +70,22 @@ def describe(agent: dict[str, Any]) -> str:
     return redact(f"{agent['id']} ({agent['node']}; serves {work})")
 
 
-def finalize(t: Target, journal: Journal, plan: bool = False) -> FinalizeResult:
+def finalize(t: Target, journal: Journal, plan: bool = False) -> StepResult:
     """Remove the join_token NodeAttestor from the server, or refuse naming the agents left."""
-    result = FinalizeResult(planned=plan)
-    cfg = HclConfig.load(t.server.config)
+    if plan:
+        return _finalize(t, journal, [], plan=True)
+    with contextlib.ExitStack() as held:
+        held.enter_context(server_lock(t.journal.dir))
+        journals = [journal if path == journal.path else Journal(path.parent)
+                    for path in sorted(t.journal.dir.glob("*/journal.json"))]
+        for node_journal in journals:
+            held.enter_context(node_journal.lock())
+        return _finalize(t, journal, journals, plan=False)
+
+
+def _finalize(t: Target, journal: Journal, journals: list[Journal], plan: bool) -> StepResult:
+    result = StepResult("after_migration_finalize", planned=plan)
+    cfg = load_config(t.server.config)
     attestors = set(cfg.plugins("NodeAttestor"))
     if "join_token" in attestors:
         if not attestors & set(TPM_ATTESTORS):
@@ -97,7 +107,7 @@ def finalize(t: Target, journal: Journal, plan: bool = False) -> FinalizeResult:
         if not plan:
             path, _ = journal.backup_file(BACKUP, t.server.config)
             result.notes.append(f"server.conf backed up to {path}")
-            write_atomic(t.server.config, new.text)
+            write_file(t.server.config, new.text)
     else:
         result.notes.append("the server config has no join_token attestor (already finalized)")
     server = services.server_proc(t)
@@ -112,8 +122,7 @@ def finalize(t: Target, journal: Journal, plan: bool = False) -> FinalizeResult:
     if not plan:
         if result.changes:  # the restart's transient agent errors are not the migration's: every node's journal
             now = datetime.now(timezone.utc).isoformat()
-            for path in sorted(t.journal.dir.glob("*/journal.json")):
-                other = journal if path == journal.path else Journal(path.parent)
-                other.set_fact("finalized_at", now)
+            for node_journal in journals:
+                node_journal.set_fact("finalized_at", now)
         journal.complete("after_migration_finalize", result.changes)
     return result

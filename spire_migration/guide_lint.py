@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .hclconfig import HclConfig
+from .hclconfig import SpireConfig
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Finding:
     fixed_by_step4: bool = False
 
 
-def lint(server: HclConfig | None, agent: HclConfig | None) -> list[Finding]:
+def lint(server: SpireConfig | None, agent: SpireConfig | None) -> list[Finding]:
     out: list[Finding] = []
     for name, cfg in (("server.conf", server), ("agent.conf", agent)):
         if cfg is None:

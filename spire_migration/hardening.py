@@ -1,24 +1,18 @@
 """The guide's Security Hardening list, as read-only checks (any phase).
 
-``hardening_1`` ... ``hardening_5``. Host facts (the TPM node's owner and mode,
-the agent config) are read through a :class:`~spire_migration.hostview.HostView`
-so a fleet run audits each node where it is; PCR values are read with
-tpm2-pytss, which only works where the suite runs (``view.is_local``).
+``hardening_1`` ... ``hardening_5``, each taking a :class:`~spire_migration.node.Node`.
+Host facts (the TPM node's owner and mode, the agent config) are read through
+the node's view so a fleet run audits each node where it is; PCR values are
+read with tpm2-pytss, which only works where the suite runs (``node.view.is_local``).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
-
 from . import logs, pcrs, tpm
-from .checks import CheckResult, _result
-from .errors import ConfigError, MigrationError
-from .hclconfig import HclConfig
-from .hostview import HostView
-from .journal import Journal
-from .node import TPM_ATTESTORS
-from .target import Target
+from .errors import MigrationError
+from .node import Node
+from .verdict import CheckResult, check, failed
 
 _RM = re.compile(r"^/dev/tpmrm\d+$")
 _RAW = re.compile(r"^/dev/tpm\d+$")
@@ -33,47 +27,20 @@ PCR_SELECTOR_NEVER_MATCHES = (
     "issue no SVID; bind workloads to TPM nodes with a node alias entry instead (README, deviations)")
 
 
-def _failed(title: str, exc: MigrationError) -> CheckResult:
-    return CheckResult(title, False, exc.expected or "a readable state", exc.found or exc.message,
-                       {"error": exc.message}, exc.remedy or "")
-
-
-def agent_config(view: HostView, target: Target) -> HclConfig | None:
-    text = view.read_text(target.agent.config)
-    if text is None:
-        return None
-    return HclConfig.parse(text, name=str(target.agent.config))
-
-
-def tpm_path(view: HostView, target: Target) -> tuple[str, str]:
-    """(path the agent opens, where that was read) for the TPM."""
-    try:
-        cfg = agent_config(view, target)
-    except ConfigError:
-        cfg = None
-    if cfg is not None:
-        for name, body in cfg.plugins("NodeAttestor").items():
-            if name in TPM_ATTESTORS:
-                data = (body or {}).get("plugin_data") or {}
-                if data.get("tpm_device_path"):
-                    return str(data["tpm_device_path"]), f"{target.agent.config} tpm_device_path"
-                return "", f"{target.agent.config} (no tpm_device_path: SPIRE looks for one /dev/tpmrm* then /dev/tpm*)"
-    return str(target.tpm.device), "target tpm.device (the agent config names no TPM attestor yet)"
-
-
 # -- hardening_1 ----------------------------------------------------------------------
-def tpm_access_restricted(view: HostView, target: Target) -> CheckResult:
+def tpm_access_restricted(node: Node) -> CheckResult:
     """TPM access restricted to the SPIRE agent's user (device node or socket owner and mode)."""
     title = "TPM access restricted to the SPIRE agent's user"
-    path, source = tpm_path(view, target)
+    view, target = node.view, node.target
+    path, source = node.tpm_path()
     if not path:
         path = next((p for p in ("/dev/tpmrm0", "/dev/tpm0") if view.stat(p)), "/dev/tpmrm0")
     st = view.stat(path)
     user = target.agent.user
     if st is None:
-        return _result(title, False, f"the TPM at {path} ({source})", f"{path}: no such file on {view.name}",
-                       remedy="fix tpm_device_path / tpm.device, or start the TPM (swtpm) / enable it in firmware",
-                       host=view.name, path=path)
+        return check(title, False, f"the TPM at {path} ({source})", f"{path}: no such file on {view.name}",
+                     remedy="fix tpm_device_path / tpm.device, or start the TPM (swtpm) / enable it in firmware",
+                     host=view.name, path=path)
     access = view.users_with_access(st)
     allowed = {user, "root"}
     extra = [u for u in access if u not in allowed]
@@ -84,26 +51,27 @@ def tpm_access_restricted(view: HostView, target: Target) -> CheckResult:
     found = (f"{path} is a {st.kind} {st.user}:{st.group} mode {st.mode_str}; readable/writable by {access}"
              + (f"; {', '.join(extra)} should not have access" if extra else ""))
     who = "root" if user == "root" else f"the agent user {user} (or root)"
-    return _result(title, ok, f"{path} accessible only by {who}: no world bits, group bits only for a "
-                   "group with no other member", found,
-                   remedy=f"{fix} — {GUIDE_H1}", host=view.name, path=path, source=source, owner=st.user,
-                   group=st.group, mode=st.mode_str, users_with_access=access)
+    return check(title, ok, f"{path} accessible only by {who}: no world bits, group bits only for a "
+                 "group with no other member", found,
+                 remedy=f"{fix} — {GUIDE_H1}", host=view.name, path=path, source=source, owner=st.user,
+                 group=st.group, mode=st.mode_str, users_with_access=access)
 
 
 # -- hardening_2 ----------------------------------------------------------------------
-def resource_manager_preferred(view: HostView, target: Target) -> CheckResult:
+def resource_manager_preferred(node: Node) -> CheckResult:
     """The agent uses the TPM resource manager (/dev/tpmrm*) or a socket that serialises access."""
     title = "TPM resource manager preferred over /dev/tpm0"
-    path, source = tpm_path(view, target)
+    view, target = node.view, node.target
+    path, source = node.tpm_path()
     warnings: list[str] = []
     if not path:
         found_rm = [p for p in ("/dev/tpmrm0",) if view.stat(p)]
         ok = bool(found_rm) or not view.stat("/dev/tpm0")
         warnings.append("tpm_device_path is not set: pin it to /dev/tpmrm0 so a second TPM device changes nothing")
-        res = _result(title, ok, "/dev/tpmrm* (or a serialising socket)",
-                      f"auto-detection would pick {found_rm[0] if found_rm else '/dev/tpm0'}",
-                      remedy=f"set tpm_device_path = \"/dev/tpmrm0\" in {target.agent.config} — {GUIDE_H2}",
-                      host=view.name, source=source)
+        res = check(title, ok, "/dev/tpmrm* (or a serialising socket)",
+                    f"auto-detection would pick {found_rm[0] if found_rm else '/dev/tpm0'}",
+                    remedy=f"set tpm_device_path = \"/dev/tpmrm0\" in {target.agent.config} — {GUIDE_H2}",
+                    host=view.name, source=source)
         res.warnings = warnings
         return res
     st = view.stat(path)
@@ -117,23 +85,23 @@ def resource_manager_preferred(view: HostView, target: Target) -> CheckResult:
                            "which serialises access; SPIRE opens one connection per command")
     else:
         ok, found = False, f"{path}: {kind}"
-    return _result(title, ok, "/dev/tpmrm* or a socket that serialises access", found,
-                   remedy=f"set tpm_device_path = \"/dev/tpmrm0\" in {target.agent.config} and restart the agent "
-                          f"— {GUIDE_H2} (and guide Issue 4: better concurrency)",
-                   host=view.name, path=path, kind=kind, source=source)
+    return check(title, ok, "/dev/tpmrm* or a socket that serialises access", found,
+                 remedy=f"set tpm_device_path = \"/dev/tpmrm0\" in {target.agent.config} and restart the agent "
+                        f"— {GUIDE_H2} (and guide Issue 4: better concurrency)",
+                 host=view.name, path=path, kind=kind, source=source)
 
 
 # -- hardening_3 ----------------------------------------------------------------------
-def pcr_usage_documented(view: HostView, target: Target, entries: list[dict[str, Any]],
-                         journal: Journal | None) -> CheckResult:
+def pcr_usage_documented(node: Node) -> CheckResult:
     """Every PCR a registration depends on has its expected value recorded, and still has it."""
     title = "PCR usage documented (expected values recorded)"
+    view, target, entries, journal = node.view, node.target, node.agent_entries(), node.journal
     uses = pcrs.pcr_uses(entries, target)
     bad = pcrs.unparsable_pcr_selectors(entries)
     if not uses and not bad:
-        return _result(title, True, "PCR-bound registrations, if any, with recorded expected values",
-                       "no PCR-based registration and no attestor.pcr_bindings: nothing depends on PCR values",
-                       host=view.name, pcr_uses=0)
+        return check(title, True, "PCR-bound registrations, if any, with recorded expected values",
+                     "no PCR-based registration and no attestor.pcr_bindings: nothing depends on PCR values",
+                     host=view.name, pcr_uses=0)
     rec = pcrs.recorded(journal)
     current: dict[str, dict[int, str]] = {}
     warnings = []
@@ -144,7 +112,7 @@ def pcr_usage_documented(view: HostView, target: Target, entries: list[dict[str,
             try:
                 current[bank] = tpm.pcr_read(target.tpm, bank, sorted({u.index for u in uses if u.bank == bank}))
             except MigrationError as exc:
-                return _failed(title, exc)
+                return failed(title, exc)
     else:
         warnings.append(f"current PCR values not read: tpm2-pytss reads the TPM only where the suite runs, "
                         f"not on {view.name}; run the suite on that node for this comparison")
@@ -163,21 +131,21 @@ def pcr_usage_documented(view: HostView, target: Target, entries: list[dict[str,
     else:
         remedy = (f"a PCR changed since its value was recorded: find the update or boot change that did it; if it "
                   f"is expected, follow the update procedure ({pcrs.UPDATE_PROCEDURE}) — {GUIDE_H3}")
-    res = _result(title, ok, "for every PCR in use: a recorded value (journal fact pcr_expectations) equal to "
-                  "the current value and to the value the entry's selector embeds", "; ".join(found_parts),
-                  remedy=remedy, host=view.name,
-                  pcr_values={f"{f.bank}:{f.index}": {"recorded": f.recorded, "current": f.current}
-                              for f in findings},
-                  pcr_uses=[u.source for u in uses])
+    res = check(title, ok, "for every PCR in use: a recorded value (journal fact pcr_expectations) equal to "
+                "the current value and to the value the entry's selector embeds", "; ".join(found_parts),
+                remedy=remedy, host=view.name,
+                pcr_values={f"{f.bank}:{f.index}": {"recorded": f.recorded, "current": f.current}
+                            for f in findings},
+                pcr_uses=[u.source for u in uses])
     res.warnings = warnings
     return res
 
 
 # -- hardening_4 ----------------------------------------------------------------------
-def audits_possible(view: HostView, target: Target, journal: Journal | None,
-                    outputs: dict[str, str | None]) -> CheckResult:
+def audits_possible(node: Node, outputs: dict[str, str | None]) -> CheckResult:
     """Audits are possible: attestation records, the journal, and this run's reports."""
     title = "audits possible (attestation records and reports)"
+    view, target, journal = node.view, node.target, node.journal
     attested = []
     text = view.read_text(target.server.log) if view.is_local else None
     if text is None and view.is_local:
@@ -205,20 +173,20 @@ def audits_possible(view: HostView, target: Target, journal: Journal | None,
     found = ("; ".join(problems) if problems else
              f"{len(agent_records)} attestation record(s) in the agent log, {len(attested)} in the server log, "
              f"journal history {history} step(s), reports: {sorted(requested) or 'none requested'}")
-    res = _result(title, ok, "attestation records in the SPIRE logs, the journal readable, reports written",
-                  found, remedy=f"keep the SPIRE logs (log_file or journald) and run `pytest -m validate --report` "
-                                f"on a schedule — {GUIDE_H4}",
-                  host=view.name, reports=requested, journal_steps=history,
-                  agent_attestations=len(agent_records), server_attestation_lines=len(attested))
+    res = check(title, ok, "attestation records in the SPIRE logs, the journal readable, reports written",
+                found, remedy=f"keep the SPIRE logs (log_file or journald) and run `pytest -m validate --report` "
+                              f"on a schedule — {GUIDE_H4}",
+                host=view.name, reports=requested, journal_steps=history,
+                agent_attestations=len(agent_records), server_attestation_lines=len(attested))
     res.warnings = warnings
     return res
 
 
 # -- hardening_5 ----------------------------------------------------------------------
-def pcr_update_procedure(view: HostView, target: Target, entries: list[dict[str, Any]],
-                         journal: Journal | None) -> CheckResult:
+def pcr_update_procedure(node: Node) -> CheckResult:
     """The procedure for PCR-changing updates is known: every entry that depends on PCR values is listed."""
     title = "procedure for PCR-changing updates known (dependent entries listed)"
+    view, target, entries, journal = node.view, node.target, node.agent_entries(), node.journal
     uses = pcrs.pcr_uses(entries, target)
     bad = pcrs.unparsable_pcr_selectors(entries)
     dependent = sorted({f"{u.spiffe_id} (entry {u.entry_id}) depends on PCR {u.bank}:{u.index}"
@@ -232,10 +200,10 @@ def pcr_update_procedure(view: HostView, target: Target, entries: list[dict[str,
                  + (f"; target pcr_bindings {bindings}" if bindings else ""))
     if bad:
         found += f"; cannot plan for selectors naming a PCR without index/value: {bad}"
-    res = _result(title, ok, "every entry depending on PCR values listed with its PCRs, and the procedure",
-                  found, remedy=f"rewrite those selectors as tpm:pcr:<index>:<hex value> — {GUIDE_H5}",
-                  host=view.name, dependent_entries=dependent, procedure=pcrs.UPDATE_PROCEDURE,
-                  recorded=bool(pcrs.recorded(journal)))
+    res = check(title, ok, "every entry depending on PCR values listed with its PCRs, and the procedure",
+                found, remedy=f"rewrite those selectors as tpm:pcr:<index>:<hex value> — {GUIDE_H5}",
+                host=view.name, dependent_entries=dependent, procedure=pcrs.UPDATE_PROCEDURE,
+                recorded=bool(pcrs.recorded(journal)))
     if any(u.entry_id for u in uses):
         res.warnings = [PCR_SELECTOR_NEVER_MATCHES]
     return res

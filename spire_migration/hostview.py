@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import process
+from .process import ProcInfo
+
 _KINDS = {"character special file": "character device", "socket": "unix socket",
           "directory": "directory", "regular file": "regular file",
           "regular empty file": "regular file", "fifo": "fifo", "symbolic link": "symlink"}
@@ -88,6 +91,18 @@ class HostView:
             return None
         return pid, argv
 
+    def process(self, binary: str | Path, pid_file: str | Path,
+                socket: str | Path | None = None) -> ProcInfo | None:  # noqa: ARG002
+        """The live process of ``pid_file`` running ``binary``, as /proc on the host shows it."""
+        found = self.proc_argv(binary, pid_file)
+        if found is None:
+            return None
+        pid, argv = found
+        stat, boot = self.read_text(f"/proc/{pid}/stat"), self.read_text("/proc/stat") or ""
+        btime = next((float(ln.split()[1]) for ln in boot.splitlines() if ln.startswith("btime ")), 0.0)
+        ticks = int(stat[stat.rindex(")") + 2:].split()[19]) if stat else 0
+        return ProcInfo(pid, tuple(argv), btime + ticks / os.sysconf("SC_CLK_TCK"))
+
     def walk(self, root: str | Path) -> list[FileStat]:  # pragma: no cover - interface
         """Every path under ``root`` (itself included) with owner and mode; [] when absent."""
         raise NotImplementedError
@@ -145,6 +160,10 @@ class LocalView(HostView):
         return FileStat(str(path), kind, st.st_uid, st.st_gid, _user(st.st_uid), _group(st.st_gid),
                         stat_mod.S_IMODE(m))
 
+    def process(self, binary: str | Path, pid_file: str | Path,
+                socket: str | Path | None = None) -> ProcInfo | None:
+        """By pid file, else by the owner of ``socket`` (see :func:`spire_migration.process.find`)."""
+        return process.find(binary, Path(pid_file), Path(socket) if socket else None)
 
     def walk(self, root: str | Path) -> list[FileStat]:
         out = []
@@ -182,7 +201,6 @@ class TestinfraView(HostView):
             return None
         kind, uid, gid, user, group, mode = result.stdout.strip().split("|")
         return FileStat(str(path), _KINDS.get(kind, kind), int(uid), int(gid), user, group, int(mode, 8))
-
 
     def walk(self, root: str | Path) -> list[FileStat]:
         result = self.host.run(f"find {shlex.quote(str(root))} -printf '%y|%U|%G|%u|%g|%m|%p\\n'")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from .journal import write_atomic
+from .fileio import write_file
 from .redact import redact, redact_obj
 from .report import Run, check_status, guide_id
 from .timeline import Span, timeline_of
@@ -213,4 +213,4 @@ def render(run: Run) -> str:
 
 def write_html(run: Run, path: Path) -> None:
     """Write the HTML report of *run* to *path* (0600, like the other reports)."""
-    write_atomic(path, render(run), mode=0o600)
+    write_file(path, render(run), mode=0o600)

@@ -8,13 +8,14 @@ Layout under ``<journal dir>/<node>/`` (0700, files 0600)::
     runs/               one summary JSON per run
 
 Backups are taken once: a second run never overwrites the Phase 3 copy with a
-Phase 4 file. Every write is atomic (temp file, fsync, rename).
+Phase 4 file. Every write goes through :func:`~spire_migration.fileio.write_file`
+(atomic, never through a link). A run takes the lock, then reads the journal:
+what another run recorded before is never lost.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -23,30 +24,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import JournalError
+from .fileio import write_file
+from .locks import FileLock
 from .redact import redact, redact_obj
 
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def write_atomic(path: Path, data: bytes | str, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` atomically with ``mode``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode() if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class Journal:
@@ -70,12 +54,25 @@ class Journal:
                 if not d.exists():
                     d.mkdir(parents=True)
                     os.chmod(d, 0o700)
+        self._lock = FileLock(self.root / "lock", "the lock on this node",
+                              "wait for it to finish; never run two migrations at once")
         self.data: dict[str, Any] = self._read()
 
     @classmethod
     def existing(cls, root: Path) -> "Journal | None":
         """The journal if one exists, read-only use; never creates anything."""
         return cls(root, create=False) if (Path(root) / "journal.json").exists() else None
+
+    @classmethod
+    def from_text(cls, root: Path, text: str) -> "Journal":
+        """A journal for reading only, from its journal.json text read elsewhere (e.g. through a host)."""
+        journal = cls(root, create=False)
+        try:
+            journal.data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise JournalError(f"journal {journal.path} is corrupt", expected="JSON", found=str(exc),
+                               remedy="restore it from backups/ or remove the node's journal dir") from exc
+        return journal
 
     def _read(self) -> dict[str, Any]:
         if not self.path.exists():
@@ -87,7 +84,7 @@ class Journal:
                                found=str(exc), remedy="restore it from backups/ or remove the node's journal dir") from exc
 
     def save(self) -> None:
-        write_atomic(self.path, json.dumps(redact_obj(self.data), indent=2, sort_keys=True) + "\n")
+        write_file(self.path, json.dumps(redact_obj(self.data), indent=2, sort_keys=True) + "\n")
 
     # -- steps ----------------------------------------------------------------
     def done(self, step: str) -> bool:
@@ -119,7 +116,7 @@ class Journal:
         if name in self.data["backups"] and dest.exists():
             self.verify_backup(name)
             return dest, False
-        write_atomic(dest, Path(src).read_bytes())
+        write_file(dest, Path(src).read_bytes())
         self._record_backup(name, dest, str(src))
         return dest, True
 
@@ -129,7 +126,7 @@ class Journal:
         if name in self.data["backups"] and dest.exists():
             self.verify_backup(name)
             return dest, False
-        write_atomic(dest, data)
+        write_file(dest, data)
         self._record_backup(name, dest, None)
         return dest, True
 
@@ -159,19 +156,9 @@ class Journal:
     # -- lock -----------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the node's lock; a second run gets a JournalError at once."""
-        path = self.root / "lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                holder = Path(path).read_text().strip() or "unknown"
-                raise JournalError("another run holds the lock on this node",
-                                   expected="no run in progress", found=f"lock held by pid {holder}",
-                                   remedy="wait for it to finish; never run two migrations at once") from exc
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+        """Hold the node's lock, then read the journal; a second run gets a JournalError at once."""
+        first = not self._lock.held
+        with self._lock:
+            if first:  # what a run recorded before we held the lock is on disk, not in self.data
+                self.data = self._read()
             yield
-        finally:
-            os.close(fd)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterable
 
 from .redact import redact
@@ -61,13 +60,6 @@ def errors_since(lines: Iterable[str], since: datetime | None,
             continue
         found.append(rec)
     return found
-
-
-def read_lines(path: Path) -> list[str]:
-    try:
-        return Path(path).read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return []
 
 
 def summarize(rec: dict[str, Any]) -> str:

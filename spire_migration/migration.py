@@ -15,14 +15,18 @@ import json
 import shutil
 import subprocess
 from datetime import datetime, timezone
+from typing import Callable
 
-from . import attestor, checks, guide_lint, services, tpm
+from . import attestor, guide_lint, premigration, restore, services, startcheck, tpm
 from .errors import ConfigError, MigrationError, SpireError, TPMError
-from .faults import checkpoint
-from .hclconfig import HclConfig, write_atomic
+from .faults import checkpoint, fail_point
+from .fileio import refuse_link, write_file
+from .hclconfig import SpireConfig, load_config
+from .locks import holds_server_lock
 from .node import Phase
 from .redact import redact
 from .reregister import apply_reparent, plan_reparent
+from .spiffe_ids import is_join_token_agent, is_tpm_agent
 from .steprun import JournaledRun, StepResult
 
 IDENTITY = "identity.json"   # backups/: the full old agent ID (holds a spent join token)
@@ -39,25 +43,17 @@ class Migration(JournaledRun):
     True
     """
 
-    def _result(self, step: str, changes: list[str], notes: list[str] | None = None) -> StepResult:
-        changes = [redact(c) for c in changes]
-        if not self.plan:
-            self.journal.complete(step, changes)
-        for c in changes:
-            self.log(f"{step}: {'would ' if self.plan else ''}{c}")
-        return StepResult(step, changes, notes or [], self.plan)
-
     # -- identities -------------------------------------------------------------
     def old_agent_id(self) -> str | None:
         path = self.journal.backups / IDENTITY
         if path.exists():
             return json.loads(path.read_text())["old_agent_id"]
         ident = services.agent_identity(self.t)
-        return ident if ident and "/spire/agent/join_token/" in ident else None
+        return ident if is_join_token_agent(ident) else None
 
     def new_agent_id(self) -> str | None:
         ident = services.agent_identity(self.t)
-        if ident and any(f"/spire/agent/{a}/" in ident for a in ("tpm_devid", "tpm")):
+        if is_tpm_agent(ident):
             return ident
         return attestor.expected_agent_id(self.t)
 
@@ -66,8 +62,8 @@ class Migration(JournaledRun):
 
     def preflight(self) -> list[str]:
         """Every input the later steps need, checked before anything changes."""
-        srv = HclConfig.load(self.t.server.config)
-        agt = HclConfig.load(self.t.agent.config)
+        srv = load_config(self.t.server.config)
+        agt = load_config(self.t.agent.config)
         for cfg, section in ((srv, "server"), (agt, "agent")):
             cfg.section(section)
         blocking = [f for f in guide_lint.lint(srv, agt) if not f.fixed_by_step4]
@@ -90,17 +86,17 @@ class Migration(JournaledRun):
         node = self.node
         self.preflight()
         if self.migrated():
-            return self._result("guide_step_1", [], ["already migrated: nothing to verify"])
+            return self.finish("guide_step_1", [], ["already migrated: nothing to verify"])
         if self.journal.done("guide_step_1"):
-            return self._result("guide_step_1", [], [f"resuming a migration in progress ({node.phase().value})"])
+            return self.finish("guide_step_1", [], [f"resuming a migration in progress ({node.phase().value})"])
         phase = node.phase()
         if phase is not Phase.PHASE3:
             raise ConfigError("the node is not in Phase 3 and no migration journal explains it",
                               expected="Phase 3 (agent.conf with join_token, agent attested by join_token)",
                               found=phase.value, remedy="run `pytest -m validate` to see where it stands")
-        results = [checks.server_running(node), checks.agent_running(node),
-                   checks.agent_attested_by(node, "join_token"), checks.workload_entry_under_agent(node),
-                   checks.workload_verified(node)]
+        results = [premigration.server_running(node), premigration.agent_running(node),
+                   premigration.agent_attested_by(node, "join_token"), premigration.workload_entry_under_agent(node),
+                   premigration.workload_verified(node)]
         failed = [r for r in results if not r.ok]
         if failed:
             raise MigrationError("Phase 3 is not working: the migration does not start",
@@ -111,21 +107,13 @@ class Migration(JournaledRun):
         if not self.plan:
             self.journal.backup_data(IDENTITY, json.dumps({"old_agent_id": old}))
             self.journal.set_fact("old_agent_id", redact(old or ""))
-        return self._result("guide_step_1", [], [f"Phase 3 verified; agent {redact(old or '')}"])
+        return self.finish("guide_step_1", [], [f"Phase 3 verified; agent {redact(old or '')}"])
 
     # -- step 2 -----------------------------------------------------------------
     def step2_verify_tpm(self) -> StepResult:
         """The guide's detect_tpm.sh: present, 2.0, sha256, EK, reachable by the agent's user."""
         info = tpm.probe(self.t.tpm)
-        problems = []
-        if info.family != "2.0":
-            problems.append(f"TPM family {info.family}, not 2.0")
-        if "sha256" not in info.pcr_banks:
-            problems.append(f"no sha256 PCR bank (banks: {info.pcr_banks})")
-        if info.ek_cert_der is None:
-            problems.append("no EK certificate in NV 0x01c00002")
-        if not info.ek_present:
-            problems.append("the EK cannot be created from the TCG default template")
+        problems = info.attestation_problems()
         user = self.t.agent.user
         if user != "root" and not _user_can_open(user, info):
             problems.append(f"the agent user {user} cannot open {info.path}")
@@ -135,7 +123,7 @@ class Migration(JournaledRun):
                                     f"usable by {user}",
                            found="; ".join(problems),
                            remedy="enable the TPM in BIOS/UEFI (guide Step 2), or fix tpm.device")
-        return self._result("guide_step_2", [], [f"TPM {info.family} {info.manufacturer} at {info.path}, "
+        return self.finish("guide_step_2", [], [f"TPM {info.family} {info.manufacturer} at {info.path}, "
                                                    f"banks {info.pcr_banks}, EK certificate present"])
 
     # -- step 3 -----------------------------------------------------------------
@@ -146,7 +134,7 @@ class Migration(JournaledRun):
             for name in ("server.conf", "agent.conf", "entries.json"):
                 if not self.journal.has_backup(name):
                     changes.append(f"back up {name} into {self.journal.backups}")
-            return self._result("guide_step_3", changes)
+            return self.finish("guide_step_3", changes)
         for name, src in (("server.conf", self.t.server.config), ("agent.conf", self.t.agent.config)):
             path, created = self.journal.backup_file(name, src)
             if created:
@@ -156,14 +144,14 @@ class Migration(JournaledRun):
             path, _ = self.journal.backup_data("entries.json", json.dumps({"entries": entries}, indent=1))
             changes.append(f"exported {len(entries)} registration entries to {path}")
             self.journal.set_fact("entries_before", len(entries))
-        return self._result("guide_step_3", changes)
+        return self.finish("guide_step_3", changes)
 
     # -- step 4 -----------------------------------------------------------------
-    def configs_planned(self) -> tuple[HclConfig, HclConfig, HclConfig, HclConfig]:
-        """(server now, server wanted, agent now, agent wanted)."""
+    def configs_planned(self) -> tuple[SpireConfig, SpireConfig, SpireConfig, SpireConfig]:
+        """(server now, server wanted, agent now, agent wanted), HCL or JSON alike."""
         name = attestor.plugin_name(self.t)
-        srv = HclConfig.load(self.t.server.config)
-        agt = HclConfig.load(self.t.agent.config)
+        srv = load_config(self.t.server.config)
+        agt = load_config(self.t.agent.config)
         srv_new = srv.with_plugin("NodeAttestor", name, attestor.server_body(self.t))
         agent_attestors = set(agt.plugins("NodeAttestor"))
         replacing = "join_token" if "join_token" in agent_attestors else None
@@ -175,6 +163,7 @@ class Migration(JournaledRun):
                 agt_new = agt_new.without_setting("agent", key)
         return srv, srv_new, agt, agt_new
 
+    @holds_server_lock
     def step4_configure(self) -> StepResult:
         """The guide's setup_tpm.sh, on real SPIRE: server gets the TPM attestor next to
         join_token; the agent gets exactly one NodeAttestor, the TPM one."""
@@ -187,6 +176,12 @@ class Migration(JournaledRun):
                 changes.append("installed tpm2-tools")
             else:
                 notes.append("tpm2-tools not installed (not needed: the suite reads the TPM with tpm2-pytss)")
+        for path in (self.t.server.config, self.t.agent.config):
+            refuse_link(path)  # both, before either is written
+        for cfg in (srv, agt):
+            if len(lines := cfg.plugins_block_lines()) > 1:
+                notes.append(f"{cfg.name}: {len(lines)} plugins blocks (lines {lines}): SPIRE reads only the "
+                             f"first (line {lines[0]}); the TPM attestor goes there, the others are ignored")
         for now, new, path in ((srv, srv_new, self.t.server.config), (agt, agt_new, self.t.agent.config)):
             if now.text != new.text:
                 diff = now.diff(new, str(path))
@@ -194,31 +189,50 @@ class Migration(JournaledRun):
                     if not self.journal.has_backup(path.name):
                         raise MigrationError(f"no backup of {path} in the journal", expected="step 3 done",
                                              found="no backup", remedy="run the migration from step 1")
-                    write_atomic(path, new.text)
+                    write_file(path, new.text)
                     checkpoint(f"guide_step_4:{path.name} written")
                 changes.append(f"{'changed' if not self.plan else 'change'} {path}:\n{diff}")
-        return self._result("guide_step_4", changes, notes)
+        return self.finish("guide_step_4", changes, notes)
 
     # -- step 5 -----------------------------------------------------------------
+    @holds_server_lock
     def step5_stop_phase3(self) -> StepResult:
-        """Stop the exact Phase 3 processes (by pid, never by name)."""
-        changes = []
+        """Stop the exact Phase 3 processes (by pid, never by name), only once SPIRE is
+        known to start again with the Phase 4 configs (``startcheck``)."""
+        changes: list[str] = []
         agent = services.agent_proc(self.t)
         ident = services.agent_identity(self.t) or ""
-        if agent and ("/join_token/" in ident or services.started_before(agent, self.t.agent.config)):
+        stop_agent = agent is not None and ("/join_token/" in ident
+                                            or services.started_before(agent, self.t.agent.config))
+        server = services.server_proc(self.t)
+        stop_server = server is not None and services.started_before(server, self.t.server.config)
+        notes: list[str] = []
+        if stop_agent or stop_server:
+            if self.plan:
+                notes.append("before stopping: `spire-server validate` and `spire-agent validate` on the Phase 4 "
+                             "configs, trust domain, data directories, sockets and bind port checked")
+            else:
+                notes += startcheck.check_before_stop(self.t, load_config(self.t.server.config),
+                                                      load_config(self.t.agent.config),
+                                                      server.pid if server else None)
+        if stop_agent:
             if not self.plan:
                 services.stop_agent(self.t)
             changes.append(f"stop spire-agent pid {agent.pid} ({agent.command})")
-        server = services.server_proc(self.t)
-        if server and services.started_before(server, self.t.server.config):
+        if stop_server:
             if not self.plan:
                 services.stop_server(self.t)
             changes.append(f"stop spire-server pid {server.pid} (it runs the config from before step 4)")
-        return self._result("guide_step_5", changes)
+        return self.finish("guide_step_5", changes, notes)
 
     # -- step 6 -----------------------------------------------------------------
+    @holds_server_lock
     def step6_start_phase4(self) -> StepResult:
-        """Server first (polled until healthy), then the agent with NO join token."""
+        """Server first (polled until healthy), then the agent with NO join token;
+        on a failure Phase 3 is put back (see :meth:`_or_phase3_back`)."""
+        return self._or_phase3_back("guide_step_6", self._start_phase4)
+
+    def _start_phase4(self) -> StepResult:
         changes = []
         if services.server_proc(self.t) is None:
             if not self.plan:
@@ -228,7 +242,7 @@ class Migration(JournaledRun):
             ident = services.agent_identity(self.t) or ""
             if not self.plan:
                 if "/join_token/" in ident and services.agent_data_file(self.t).exists():
-                    self.journal.backup_file("agent-data.json", services.agent_data_file(self.t))
+                    changes += restore.back_up_agent_identity(self.t, self.journal)
                     services.forget_agent_svid(self.t)
                     changes.append("dropped the agent's cached join_token SVID (backed up) so it attests with the TPM")
                 tpm.flush_transients(self.t.tpm)
@@ -237,13 +251,18 @@ class Migration(JournaledRun):
                 changes.append(f"started spire-agent pid {info.pid} without a join token; it attested as {new}")
             else:
                 changes.append("start spire-agent without any join token and wait until attested")
-        return self._result("guide_step_6", changes)
+        return self.finish("guide_step_6", changes)
 
     # -- step 7 -----------------------------------------------------------------
     def step7_verify_tpm_attestation(self) -> StepResult:
-        """The guide's verify_tpm.sh: agent ID, attestation type, TPM selectors, agent log."""
+        """The guide's verify_tpm.sh: agent ID, attestation type, TPM selectors, agent log;
+        on a failure Phase 3 is put back."""
         if self.plan:
-            return self._result("guide_step_7", [], [f"expect agent ID {self.new_agent_id()}"])
+            return self.finish("guide_step_7", [], [f"expect agent ID {self.new_agent_id()}"])
+        return self._or_phase3_back("guide_step_7", self._verify_tpm_attestation)
+
+    def _verify_tpm_attestation(self) -> StepResult:
+        fail_point("guide_step_7")
         node = self.node
         ident = node.agent_id() or ""
         want = attestor.expected_agent_id(self.t)
@@ -265,7 +284,8 @@ class Migration(JournaledRun):
                                  remedy="see the guide's Issue 1; `pytest -m diagnose` names the cause")
         self.journal.set_fact("new_agent_id", ident)
         self.journal.set_fact("tpm_selectors", sels)
-        return self._result("guide_step_7", [], [f"TPM ATTESTATION IS ACTIVE: {ident}", *sels])
+        restore.drop_old_agent_key(self.t)
+        return self.finish("guide_step_7", [], [f"TPM ATTESTATION IS ACTIVE: {ident}", *sels])
 
     # -- step 8 -----------------------------------------------------------------
     def step8_reregister(self) -> StepResult:
@@ -299,7 +319,7 @@ class Migration(JournaledRun):
             if server.agent(old) is not None:
                 server.evict(old)
                 changes.append(f"evicted the retired join_token agent {redact(old)}")
-        return self._result("guide_step_8", changes)
+        return self.finish("guide_step_8", changes)
 
     # -- step 9 -----------------------------------------------------------------
     def step9_deploy(self) -> StepResult:
@@ -311,13 +331,13 @@ class Migration(JournaledRun):
         if lines and not self.plan:
             self.journal.set_fact("deployed_at", datetime.now(timezone.utc).isoformat())
             rt.deploy(4, new, timeout=self.t.thresholds.start_timeout_s)
-        return self._result("guide_step_9", lines)
+        return self.finish("guide_step_9", lines)
 
     # -- step 10 ----------------------------------------------------------------
     def step10_verify(self) -> StepResult:
         """End to end: an SVID for the workload from the TPM-attested agent, mTLS VERIFIED."""
         if self.plan:
-            return self._result("guide_step_10", [], ["expect the workload to log VERIFIED"])
+            return self.finish("guide_step_10", [], ["expect the workload to log VERIFIED"])
         rt = self.node.runtime
         since = self.journal.fact("deployed_at")
         since_dt = datetime.fromisoformat(since) if since else None
@@ -336,7 +356,13 @@ class Migration(JournaledRun):
             raise MigrationError("the workload's mTLS check failed after the migration",
                                  expected=f"verified, SVID {self.t.workload.spiffe_id}", found=str(result))
         self.journal.set_fact("migrated_at", datetime.now(timezone.utc).isoformat())
-        return self._result("guide_step_10", [], [redact(x) for x in lines] + [f"check: {result}"])
+        return self.finish("guide_step_10", [], [redact(x) for x in lines] + [f"check: {result}"])
+
+    def _or_phase3_back(self, step: str, perform: Callable[[], StepResult]) -> StepResult:
+        """``perform``; if it fails, Phase 3 is put back by itself (``restore``)."""
+        if self.plan:
+            return perform()
+        return restore.or_phase3_back(step, perform, self.t, self.journal, self.old_agent_id, self.log)
 
     STEPS = ("step1_verify_phase3", "step2_verify_tpm", "step3_backup", "step4_configure",
              "step5_stop_phase3", "step6_start_phase4", "step7_verify_tpm_attestation",

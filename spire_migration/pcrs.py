@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         entries = server_cli(target).entries()
         indices = [int(x) for x in args.pcr.split(",")] if args.pcr else None
         if args.cmd == "record":
-            journal = Journal(target.journal.dir / target.node)
+            journal = Journal(target.journal_root)
             with journal.lock():
                 fact = record_expectations(target, journal, indices, args.bank, entries, args.note)
             print(json.dumps(fact["banks"], indent=2))
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             bank = args.bank or target.attestor.pcr_bank
             wanted = indices or sorted({u.index for u in uses}) or list(range(24))
             print(json.dumps({"bank": bank, "values": tpm.pcr_read(target.tpm, bank, wanted),
-                              "recorded": recorded(Journal.existing(target.journal.dir / target.node)).get(bank, {}),
+                              "recorded": recorded(Journal.existing(target.journal_root)).get(bank, {}),
                               "uses": [u.__dict__ for u in uses]}, indent=2))
     except MigrationError as exc:
         print(f"pcrs {args.cmd}: {exc}", file=sys.stderr)

@@ -1,26 +1,40 @@
 """Start and stop exactly the processes we mean: by pid, never by name.
 
-A pid file alone can lie (the process died and the pid was reused), so a pid
-only counts when ``/proc/<pid>/cmdline`` still names the expected binary.
-When there is no pid file, the pid that owns a unix socket is the fallback.
+A pid file alone can lie (the process died and the pid was reused, or a local
+user wrote any pid there), and argv[0] is whatever a process chose
+(``exec -a spire-agent sleep``). So a pid only counts when the kernel says the
+process runs the expected binary (``/proc/<pid>/exe`` against the binary's
+real path) as an expected user (root or the configured SPIRE user). A socket's
+owner is the fallback when there is no pid file, and only when the socket's
+folder is owned by such a user and writable by no one else. Signals go through
+a pidfd (the process itself, not a pid number that could be reused) where the
+kernel has them, else right after a start-time check. Daemons start with a
+minimal environment: nothing of the suite's (crash points, tokens) leaks in.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import pwd
+import shutil
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 from .errors import ProcessError
-from .redact import redact
+from .fileio import open_for_append, refuse_link, write_file
+from .redact import redact_argv
 from .retry import poll
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: What a daemon inherits from the suite's environment (everything else is dropped).
+_DAEMON_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
@@ -30,21 +44,31 @@ class ProcInfo:
     pid: int
     argv: tuple[str, ...]
     started_at: float  # seconds since the epoch
+    uid: int = -1      # real uid (-1: unknown)
 
     @property
     def command(self) -> str:
-        return redact(" ".join(self.argv))
+        return " ".join(redact_argv(self.argv))
+
+    def __repr__(self) -> str:
+        return f"ProcInfo(pid={self.pid}, argv={redact_argv(self.argv)!r}, started_at={self.started_at}, uid={self.uid})"
+
+    __str__ = __repr__
 
 
 @functools.cache
 def _boot_time() -> float:
-    """When the machine booted, to 10 ms (/proc/stat's btime is whole seconds: up to 1 s early).
-    Read once, so one process's times of one pid always compare equal."""
-    try:
-        return time.time() - float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, ValueError, IndexError) as exc:
-        raise ProcessError("cannot read the boot time", expected="the uptime in /proc/uptime",
-                           found=str(exc)) from exc
+    """When the kernel booted, to the microsecond (``btime`` in /proc/stat is whole seconds: a
+    process started just after a config was written looked up to 1 s older than the config).
+    Read once, so one process's start time is the same number every time it is read."""
+    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def _uid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return -1
 
 
 def proc_info(pid: int) -> ProcInfo | None:
@@ -52,6 +76,7 @@ def proc_info(pid: int) -> ProcInfo | None:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         stat = Path(f"/proc/{pid}/stat").read_text()
+        uid = _uid(pid)
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     fields = stat[stat.rindex(")") + 2:].split()
@@ -59,18 +84,41 @@ def proc_info(pid: int) -> ProcInfo | None:
         return None
     started = _boot_time() + int(fields[19]) / _CLK_TCK
     argv = tuple(a.decode(errors="replace") for a in raw.split(b"\0") if a)
-    return ProcInfo(pid, argv, started)
+    return ProcInfo(pid, argv, started, uid)
 
 
-def matches(info: ProcInfo, binary: str | Path) -> bool:
-    """True when the process runs ``binary`` (compared by basename of argv[0] or exe)."""
-    name = Path(binary).name
-    if info.argv and Path(info.argv[0]).name == name:
-        return True
+def resolve_binary(binary: str | Path) -> Path | None:
+    """The real path of ``binary`` (a path, or a name looked up on PATH); None when absent."""
+    found = str(binary) if os.sep in str(binary) else shutil.which(str(binary))
+    return Path(os.path.realpath(found)) if found and os.path.exists(found) else None
+
+
+def allowed_uids(user: str | int | None = None) -> set[int]:
+    """Root, the suite's own user, and the configured SPIRE user (a name or a uid)."""
+    uids = {0, os.geteuid()}
+    if isinstance(user, int) or (isinstance(user, str) and user.isdigit()):
+        uids.add(int(user))
+    elif user:
+        try:
+            uids.add(pwd.getpwnam(user).pw_uid)
+        except KeyError:
+            pass
+    return uids
+
+
+def matches(info: ProcInfo, binary: str | Path, uids: Iterable[int] | None = None) -> bool:
+    """True when the kernel says the process runs ``binary`` (its real path) as one of ``uids``.
+
+    argv[0] is never trusted: a process names itself.
+    """
+    want = resolve_binary(binary)
+    if want is None or info.uid not in (set(uids) if uids is not None else allowed_uids()):
+        return False
     try:
-        return Path(os.readlink(f"/proc/{info.pid}/exe")).name == name
+        exe = os.readlink(f"/proc/{info.pid}/exe")
     except OSError:
         return False
+    return Path(exe.removesuffix(" (deleted)")) == want
 
 
 def read_pid_file(path: Path) -> int | None:
@@ -81,8 +129,35 @@ def read_pid_file(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def socket_owner(socket_path: Path) -> int | None:
-    """The pid of the process listening on a unix socket, from /proc/net/unix."""
+def trusted_folder(path: Path, uids: Iterable[int]) -> bool:
+    """True when no one but ``uids`` can have put anything in folder ``path``.
+
+    The folder and every folder above it are owned by one of ``uids`` (or
+    root); the folder itself is writable by no group or other, and a folder
+    above it only when sticky (``/tmp``), where no one can rename what is ours.
+    """
+    owners = set(uids) | {0}
+    current = Path(os.path.abspath(path))
+    for i, folder in enumerate([current, *current.parents]):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return False
+        if st.st_uid not in owners or not stat.S_ISDIR(st.st_mode):
+            return False
+        if st.st_mode & 0o022 and (i == 0 or not st.st_mode & stat.S_ISVTX):
+            return False
+    return True
+
+
+def socket_owner(socket_path: Path, uids: Iterable[int] | None = None) -> int | None:
+    """The pid of the process listening on a unix socket, from /proc/net/unix.
+
+    Only when the socket's folder is trusted (:func:`trusted_folder`): in a
+    folder others can write, anyone could have bound the socket.
+    """
+    if not trusted_folder(Path(socket_path).parent, uids if uids is not None else allowed_uids()):
+        return None
     try:
         inode = None
         for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
@@ -107,32 +182,51 @@ def socket_owner(socket_path: Path) -> int | None:
     return None
 
 
-def find(binary: str | Path, pid_file: Path, socket_path: Path | None = None) -> ProcInfo | None:
-    """The running process for this component, by pid file, then by socket owner."""
-    for pid in (read_pid_file(pid_file), socket_owner(socket_path) if socket_path else None):
+def find(binary: str | Path, pid_file: Path, socket_path: Path | None = None,
+         user: str | int | None = None) -> ProcInfo | None:
+    """The running process for this component, by pid file, then by socket owner.
+
+    It counts only when it runs ``binary`` as root or ``user`` (see :func:`matches`).
+    """
+    uids = allowed_uids(user)
+    for pid in (read_pid_file(pid_file), socket_owner(socket_path, uids) if socket_path else None):
         if pid:
             info = proc_info(pid)
-            if info and matches(info, binary):
+            if info and matches(info, binary, uids):
                 return info
     return None
 
 
+def daemon_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A minimal environment for a daemon: PATH, HOME, LANG (and ``extra``), nothing else of ours."""
+    env = {k: os.environ[k] for k in _DAEMON_ENV if k in os.environ}
+    env.setdefault("PATH", _DEFAULT_PATH)
+    env.update(extra or {})
+    return env
+
+
 def start(argv: Sequence[str], *, log: Path, pid_file: Path,
-          env: dict[str, str] | None = None, cwd: Path | None = None) -> ProcInfo:
-    """Start ``argv`` detached (own session), output appended to ``log``, pid to ``pid_file``."""
+          env: Mapping[str, str] | None = None, cwd: Path | None = None) -> ProcInfo:
+    """Start ``argv`` detached (own session), output appended to ``log``, pid to ``pid_file``.
+
+    The process gets :func:`daemon_env` plus ``env``: never the suite's whole environment.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab", buffering=0) as out:
+    refuse_link(pid_file)  # before anything starts
+    with os.fdopen(open_for_append(log), "ab", buffering=0) as out:
         try:
             proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env=env, cwd=cwd, close_fds=True)
+                                    env=daemon_env(env), cwd=cwd, close_fds=True)
         except OSError as exc:
             raise ProcessError(f"cannot start {Path(argv[0]).name}", expected="an executable",
                                found=str(exc)) from exc
-    pid_file.write_text(f"{proc.pid}\n")
+    write_file(pid_file, f"{proc.pid}\n")
     # /proc/<pid>/cmdline can still show the forking parent for a moment after exec
-    info = poll(lambda: (i := proc_info(proc.pid)) is None or matches(i, argv[0]) and i, timeout=5.0,
+    # /proc/<pid> shows the forking parent (our exe, our or no cmdline) until the exec
+    info = poll(lambda: (i := proc_info(proc.pid)) is None or i.argv == tuple(argv) and matches(i, argv[0]) and i,
+                timeout=5.0,
                 what=f"{Path(argv[0]).name} to exec", error=ProcessError, raise_on_timeout=False)
     info = info if isinstance(info, ProcInfo) else proc_info(proc.pid)
     if info is None:
@@ -146,27 +240,68 @@ def start(argv: Sequence[str], *, log: Path, pid_file: Path,
 
 def stop(info: ProcInfo, *, timeout: float = 15.0, pid_file: Path | None = None) -> None:
     """SIGTERM this exact process, wait for it (deadline), SIGKILL if it will not go."""
-    current = proc_info(info.pid)
-    if current is None or abs(current.started_at - info.started_at) > 1.0:
-        if pid_file:
-            pid_file.unlink(missing_ok=True)
-        return  # already gone (or the pid now belongs to someone else)
-    _signal(info.pid, signal.SIGTERM)
-    _reap(info.pid)
-    if not poll(lambda: proc_info(info.pid) is None or _reap(info.pid), timeout=timeout,
-                raise_on_timeout=False):
-        _signal(info.pid, signal.SIGKILL)
-        poll(lambda: proc_info(info.pid) is None or _reap(info.pid), timeout=5.0,
-             what=f"pid {info.pid} to exit after SIGKILL", error=ProcessError)
+    with _Handle(info) as handle:
+        if handle.gone:
+            if pid_file:
+                pid_file.unlink(missing_ok=True)
+            return  # already gone (or the pid now belongs to someone else)
+        handle.signal(signal.SIGTERM)
+        _reap(info.pid)
+        if not poll(lambda: handle.exited() or _reap(info.pid), timeout=timeout, raise_on_timeout=False):
+            handle.signal(signal.SIGKILL)
+            poll(lambda: handle.exited() or _reap(info.pid), timeout=5.0,
+                 what=f"pid {info.pid} to exit after SIGKILL", error=ProcessError)
     if pid_file:
         pid_file.unlink(missing_ok=True)
 
 
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+def _same(info: ProcInfo) -> bool:
+    current = proc_info(info.pid)
+    return current is not None and abs(current.started_at - info.started_at) <= 1.0
+
+
+class _Handle:
+    """This very process: a pidfd opened, then checked to be ``info`` (start time), so a signal
+    can never reach a process that took over the pid. Without pidfds: a start-time check per signal."""
+
+    def __init__(self, info: ProcInfo) -> None:
+        self.info = info
+        self.fd: int | None = None
+        self.gone = False
+
+    def __enter__(self) -> "_Handle":
+        if hasattr(os, "pidfd_open"):
+            try:
+                self.fd = os.pidfd_open(self.info.pid)
+            except ProcessLookupError:
+                self.gone = True
+                return self
+            except OSError:   # kernel without pidfd
+                self.fd = None
+        self.gone = self.gone or not _same(self.info)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+    def signal(self, sig: int) -> None:
+        try:
+            if self.fd is not None:
+                signal.pidfd_send_signal(self.fd, sig)
+            elif _same(self.info):
+                os.kill(self.info.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def exited(self) -> bool:
+        if self.fd is not None:
+            try:
+                signal.pidfd_send_signal(self.fd, 0)
+            except ProcessLookupError:
+                return True
+            return proc_info(self.info.pid) is None   # a zombie counts as gone
+        return not _same(self.info)
 
 
 def _reap(pid: int) -> bool:

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .journal import write_atomic
+from .fileio import write_file
 from .redact import redact, redact_obj
+from .verdict import CheckResult
 
 
 @dataclass
@@ -18,7 +19,7 @@ class Run:
 
     started: float
     scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
-    checks: dict[str, list[Any]] = field(default_factory=dict)
+    checks: dict[str, list[CheckResult]] = field(default_factory=dict)
     changes: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     wrote_journal: bool = False
@@ -48,7 +49,7 @@ def summary_dict(run: Run, exitstatus: int) -> dict[str, Any]:
 
 
 def write_summary(run: Run, path: Path, exitstatus: int) -> None:
-    write_atomic(path, json.dumps(redact_obj(summary_dict(run, exitstatus)), indent=2) + "\n")
+    write_file(path, json.dumps(redact_obj(summary_dict(run, exitstatus)), indent=2) + "\n")
 
 
 _PHASE_TAGS = ("migrate", "validate", "rollback", "diagnose", "audit", "lab", "slow", "strategy_gradual",
@@ -65,31 +66,13 @@ def guide_id(tags: list[str]) -> str:
     return refs[0] if refs else (tags[0] if tags else "")
 
 
-def host_of(item: Any) -> str:
-    """The testinfra host a scenario ran for (``--hosts``), or "" when it is not per host."""
-    callspec = getattr(item, "callspec", None)
-    host = callspec.params.get("_testinfra_host") if callspec else None
-    return host.backend.get_pytest_id() if host is not None else ""
-
-
-def scenario_title(item: Any) -> str:
-    """The scenario's title as the feature file writes it (pytest-bdd), else the test name."""
-    try:
-        from pytest_bdd.scenario import scenario_wrapper_template_registry as registry
-    except ImportError:  # pragma: no cover
-        registry = {}
-    func = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
-    template = registry.get(func) if func is not None else None
-    return template.name if template is not None else getattr(item, "originalname", getattr(item, "name", ""))
-
-
-def check_status(check: Any) -> str:
+def check_status(check: CheckResult) -> str:
     if not check.ok:
         return "failed"
-    return "passed with warnings" if getattr(check, "warnings", None) else "passed"
+    return "passed with warnings" if check.warnings else "passed"
 
 
-def check_properties(check: Any) -> list[tuple[str, str]]:
+def check_properties(check: CheckResult) -> list[tuple[str, str]]:
     """JUnit <property> pairs of one check: expected, found, evidence, warnings, remedy (redacted)."""
     props = [(f"{check.title} | status", check_status(check)),
              (f"{check.title} | expected", redact(check.expected)),
@@ -97,16 +80,16 @@ def check_properties(check: Any) -> list[tuple[str, str]]:
     if check.evidence:
         props.append((f"{check.title} | evidence",
                       json.dumps(redact_obj(check.evidence), default=str, sort_keys=True)))
-    for w in getattr(check, "warnings", None) or []:
+    for w in check.warnings:
         props.append((f"{check.title} | warning", redact(w)))
     if not check.ok and check.remedy:
         props.append((f"{check.title} | remedy", redact(check.remedy)))
     return props
 
 
-def check_dict(check: Any) -> dict[str, Any]:
+def check_dict(check: CheckResult) -> dict[str, Any]:
     return {"title": check.title, "status": check_status(check), "expected": check.expected,
-            "found": check.found, "evidence": check.evidence, "warnings": list(getattr(check, "warnings", []) or []),
+            "found": check.found, "evidence": check.evidence, "warnings": list(check.warnings),
             "remedy": check.remedy if not check.ok else ""}
 
 
@@ -114,7 +97,11 @@ def _evidence_lines(evidence: dict[str, Any]) -> list[str]:
     out = []
     for key, value in evidence.items():
         text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
-        out.append(f"    - {key}: `{text}`")
+        if "\n" in text:   # a config diff: a fenced block keeps its lines
+            out += [f"    - {key}:", "", "      ```", *(f"      {ln}" for ln in text.rstrip("\n").splitlines()),
+                    "      ```", ""]
+        else:
+            out.append(f"    - {key}: `{text}`")
     return out
 
 
@@ -127,13 +114,13 @@ def write_markdown(run: Run, path: Path) -> None:
         lines.append(f"Phase of the target node: {run.facts['phase']}.")
     counts = run.counts()
     warned = sum(1 for nodeid, s in run.scenarios.items() if s["status"] == "passed"
-                 and any(getattr(c, "warnings", None) for c in run.checks.get(nodeid, [])))
+                 and any(c.warnings for c in run.checks.get(nodeid, [])))
     lines += ["", " · ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items())
               + f" · passed with warnings: {warned}", ""]
     lines += ["| ID | host | scenario | status |", "|---|---|---|---|"]
     for nodeid, s in run.scenarios.items():
         status = s["status"]
-        if status == "passed" and any(getattr(c, "warnings", None) for c in run.checks.get(nodeid, [])):
+        if status == "passed" and any(c.warnings for c in run.checks.get(nodeid, [])):
             status = "passed with warnings"
         lines.append(f"| {guide_id(s['tags'])} | {s.get('host') or '-'} | {s.get('title') or s['name']} | {status} |")
     for nodeid, scenario in run.scenarios.items():
@@ -149,13 +136,13 @@ def write_markdown(run: Run, path: Path) -> None:
             if c.evidence:
                 lines.append("  - evidence:")
                 lines += _evidence_lines(c.evidence)
-            for w in getattr(c, "warnings", None) or []:
+            for w in c.warnings:
                 lines.append(f"  - warning: {w}")
             if not c.ok and c.remedy:
                 lines.append(f"  - remedy: {c.remedy}")
     if run.changes:
         lines += ["", "## Changes", ""] + [f"- {c}" for c in run.changes]
-    write_atomic(path, redact("\n".join(lines)) + "\n", mode=0o600)
+    write_file(path, redact("\n".join(lines)) + "\n", mode=0o600)
 
 
 def terminal_lines(run: Run) -> list[str]:

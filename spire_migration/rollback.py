@@ -21,27 +21,31 @@ Four steps, each idempotent and resumable like the migration's (journal steps
    VERIFIED; then the migration's journal is reset (its backups are kept under
    ``backups/cycle-N/``) so a new ``pytest -m migrate`` migrates again.
 
-The new join token is a secret: it is registered with :mod:`redact` the moment
-it exists, passed to the agent with ``-joinToken`` (as the guide does), and
-never written to the journal, a log or a report.
+The new join token is a secret (:class:`~spire_migration.secret.Secret`, short
+TTL): it reaches the agent in a 0600 file (``-joinTokenFile``) removed once
+the agent attested, never on a command line (the guide's ``-joinToken`` would
+show it in ``ps`` to every local user), and never in the journal, a log or a
+report.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import stat
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import attestor, checks, services
+from . import attestor, premigration, services
 from .errors import JournalError, MigrationError
-from .journal import Journal, sha256_file, write_atomic
+from .fileio import refuse_link, write_file
+from .journal import Journal, sha256_file
+from .locks import holds_server_lock
 from .migration import IDENTITY
-from .node import TPM_ATTESTORS, Node, Phase
+from .node import Node, Phase
 from .redact import redact
 from .reregister import apply_reparent, moved_content, plan_reparent
+from .spiffe_ids import TPM_ATTESTORS, is_join_token_agent, is_tpm_agent
 from .spire import entry_content, id_str
 from .steprun import JournaledRun, StepResult
 
@@ -74,14 +78,8 @@ class Rollback(JournaledRun):
         began = self.journal.data["steps"].get("guide_step_1", {}).get("at")
         return began is None or rec.get("at", 0) >= began
 
-    def _result(self, n: int, changes: list[str], notes: list[str] | None = None) -> StepResult:
-        step = f"rollback_step_{n}"
-        changes = [redact(c) for c in changes]
-        if not self.plan:
-            self.journal.complete(step, changes)
-        for c in changes:
-            self.log(f"{step}: {'would ' if self.plan else ''}{c}")
-        return StepResult(step, changes, [redact(x) for x in notes or []], self.plan)
+    def _result(self, n: int, changes: list[str], notes: list[str] | None = None, **evidence) -> StepResult:
+        return self.finish(f"rollback_step_{n}", changes, notes, **evidence)
 
     def _require_migration(self) -> None:
         j = self.journal
@@ -102,7 +100,7 @@ class Rollback(JournaledRun):
     def tpm_agent_id(self) -> str | None:
         """This node's TPM agent ID (recorded by migration step 7, else derived from the DevID)."""
         recorded = self.journal.fact("new_agent_id")
-        if recorded and any(f"/spire/agent/{a}/" in recorded for a in TPM_ATTESTORS):
+        if is_tpm_agent(recorded):
             return recorded
         try:
             return attestor.expected_agent_id(self.t)
@@ -143,6 +141,7 @@ class Rollback(JournaledRun):
         return not keep
 
     # -- step 1 -----------------------------------------------------------------
+    @holds_server_lock
     def step1_stop_phase4(self) -> StepResult:
         """Stop the Phase 4 agent (and the server when its config is to be restored), by pid."""
         if self.step_done(1):
@@ -150,6 +149,8 @@ class Rollback(JournaledRun):
         self._require_migration()
         for name in CONFIGS:
             self.journal.verify_backup(name)   # refuse before anything is stopped
+        for path in (self.t.server.config, self.t.agent.config):
+            refuse_link(path)                  # step 2 would refuse it: stop nothing
         notes: list[str] = []
         changes: list[str] = []
         others = self._other_tpm_agents()
@@ -172,6 +173,7 @@ class Rollback(JournaledRun):
         return self._result(1, changes, notes)
 
     # -- step 2 -----------------------------------------------------------------
+    @holds_server_lock
     def step2_restore_configs(self) -> StepResult:
         """Restore both configs byte for byte from the hash-checked backups."""
         if self.step_done(2):
@@ -181,14 +183,15 @@ class Rollback(JournaledRun):
         if self.journal.fact("rollback_keeps_server_conf"):
             wanted = wanted[1:]
         backups = {name: self.journal.verify_backup(name) for name, _ in wanted}  # all, before any write
+        for _, dest in wanted:
+            refuse_link(dest)  # all, before any write: never through a link, never leave one
         changes = []
         for name, dest in wanted:
             want = self.journal.data["backups"][name]["sha256"]
             if dest.exists() and sha256_file(dest) == want:
                 continue
-            mode = stat.S_IMODE(os.stat(dest).st_mode) if dest.exists() else 0o644
             if not self.plan:
-                write_atomic(dest, backups[name].read_bytes(), mode=mode)
+                write_file(dest, backups[name].read_bytes(), mode=None if dest.exists() else 0o644)
                 if sha256_file(dest) != want:
                     raise JournalError(f"{dest} does not match its backup after the restore",
                                        expected=f"sha256 {want}", found=f"sha256 {sha256_file(dest)}",
@@ -198,6 +201,7 @@ class Rollback(JournaledRun):
         return self._result(2, changes)
 
     # -- step 3 -----------------------------------------------------------------
+    @holds_server_lock
     def step3_restart_phase3(self) -> StepResult:
         """Server, a new join token, the agent with it, entries re-parented, Phase 3 workload."""
         if self.step_done(3):
@@ -210,7 +214,7 @@ class Rollback(JournaledRun):
             return self._result(3, [
                 "start spire-server (Phase 3 config) and wait until healthy",
                 f"generate a new join token (-spiffeID {self.token_alias() or 'none'}); the old one is spent",
-                "forget the TPM agent's cached SVID; start spire-agent with -joinToken <redacted>",
+                "forget the TPM agent's cached SVID; start spire-agent with the token in a 0600 file",
                 f"re-parent every entry of {tpm_id} (and of {redact(str(old_jt))}) under the new join_token agent",
                 f"evict the TPM agent {tpm_id}", "deploy the Phase 3 workload"])
         if services.server_proc(self.t) is None:
@@ -225,8 +229,8 @@ class Rollback(JournaledRun):
             if services.forget_agent_svid(self.t):
                 changes.append("dropped the agent's cached TPM SVID so it attests with the new join token")
             alias = self.token_alias()
-            token = server.token_generate(spiffe_id=alias)  # registered as a secret at once
-            info = services.start_agent(self.t, join_token=token)
+            token = server.token_generate(spiffe_id=alias, ttl=services.token_ttl(self.t))
+            info = services.start_agent(self.t, join_token=token)   # returns once attested
             new = services.wait_agent_ready(self.t, info)
             changes.append(f"generated a new join token{f' for {alias}' if alias else ''} and started "
                            f"spire-agent pid {info.pid} with it; it attested as {redact(new)}")
@@ -251,7 +255,7 @@ class Rollback(JournaledRun):
     def _current_new_join_token_agent(self, old_jt: str | None) -> str | None:
         """The agent's ID when it already runs attested by a *new* join token (a resumed step 3)."""
         ident = services.agent_identity(self.t)
-        if not ident or "/spire/agent/join_token/" not in ident or ident == old_jt:
+        if not is_join_token_agent(ident) or ident == old_jt:
             return None
         if services.agent_proc(self.t) is None or not services.agent_cli(self.t).healthy():
             return None
@@ -268,15 +272,15 @@ class Rollback(JournaledRun):
             return self._result(4, [], ["expect Phase 3: pre-migration checks pass, workload VERIFIED"])
         node = self.node
         since = self.journal.fact("rollback_deployed_at")
-        results = [checks.server_running(node), checks.agent_running(node),
-                   checks.agent_attested_by(node, "join_token"), checks.workload_entry_under_agent(node)]
+        results = [premigration.server_running(node), premigration.agent_running(node),
+                   premigration.agent_attested_by(node, "join_token"), premigration.workload_entry_under_agent(node)]
         rt = node.runtime
         problems = [r.message() for r in results if not r.ok]
         if not problems:
             for inst in [i for i in rt.instances() if "client" in i.name and i.state.lower() == "running"]:
                 rt.wait_for_log(inst, "VERIFIED", self.t.thresholds.start_timeout_s,
                                 datetime.fromisoformat(since) if since else None)
-            verified = checks.workload_verified(node, datetime.fromisoformat(since) if since else None)
+            verified = premigration.workload_verified(node, datetime.fromisoformat(since) if since else None)
             results.append(verified)
             if not verified.ok:
                 problems.append(verified.message())

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .errors import SpireError
-from .redact import redact, register_secret
+from .redact import redact
 from .retry import poll
+from .secret import Secret
 
 #: Fields that make up an entry's content (what must survive re-parenting).
 CONTENT_FIELDS = ("spiffe_id", "selectors", "x509_svid_ttl", "jwt_svid_ttl", "dns_names",
@@ -152,13 +153,12 @@ class SpireServer:
         self.run("agent", "evict", "-spiffeID", agent_id)
 
     # -- tokens ---------------------------------------------------------------
-    def token_generate(self, spiffe_id: str | None = None, ttl: int = 600) -> str:
+    def token_generate(self, spiffe_id: str | None = None, ttl: int = 120) -> Secret:
+        """A fresh join token (a :class:`Secret`), valid ``ttl`` seconds: keep it short, it is unspent."""
         args = ["token", "generate", "-ttl", str(ttl)]
         if spiffe_id:
             args += ["-spiffeID", spiffe_id]
-        token = self.json(*args)["value"]
-        register_secret(token)
-        return token
+        return Secret(self.json(*args)["value"])
 
     def bundle_pem(self) -> str:
         return self.run("bundle", "show", "-format", "pem").stdout

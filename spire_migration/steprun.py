@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from .journal import Journal
 from .node import Node
+from .redact import redact
 from .target import Target
+from .verdict import StepResult
 
-
-@dataclass
-class StepResult:
-    """What one step did (or, planned, would do)."""
-
-    step: str
-    changes: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    planned: bool = False
+__all__ = ["JournaledRun", "StepResult"]
 
 
 class JournaledRun:
@@ -34,3 +27,16 @@ class JournaledRun:
     def node(self) -> Node:
         """A fresh view of the node (nothing cached from before a change)."""
         return Node(self.t)
+
+    def finish(self, step: str, changes: list[str], notes: list[str] | None = None,
+               **evidence: Any) -> StepResult:
+        """Record a finished step in the journal (not when planning) and return its result.
+
+        Changes and notes are redacted; keyword arguments are the step's evidence.
+        """
+        changes = [redact(c) for c in changes]
+        if not self.plan:
+            self.journal.complete(step, changes)
+        for c in changes:
+            self.log(f"{step}: {'would ' if self.plan else ''}{c}")
+        return StepResult(step, changes, [redact(n) for n in notes or []], self.plan, dict(evidence))

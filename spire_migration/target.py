@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TargetError
+from .spiffe_ids import TPM_ATTESTORS, agent_id_prefix
 
-PROFILES = ("tpm_devid", "tpm")
+PROFILES = TPM_ATTESTORS
 RUNTIMES = ("docker", "kubernetes")
 
 
@@ -133,6 +134,8 @@ class WorkloadSpec:
     client_container: str = "mtls-client"
     #: Extra read-only bind mounts "host[:container]" (a lab gives the host's Python this way).
     ro_mounts: list[str] = field(default_factory=list)
+    #: Phase 4: give the workload the TPM device (the guide's optional mount; the app never opens it).
+    mount_tpm: bool = False
 
 
 @dataclass
@@ -187,7 +190,7 @@ class Target:
         return f"spiffe://{self.trust_domain}/spire/server"
 
     def agent_id_prefix(self, attestor: str) -> str:
-        return f"spiffe://{self.trust_domain}/spire/agent/{attestor}/"
+        return agent_id_prefix(self.trust_domain, attestor)
 
     @classmethod
     def load(cls, path: str | Path) -> "Target":
@@ -233,6 +236,25 @@ class Target:
             raise TargetError("unknown workload runtime", expected=" or ".join(RUNTIMES),
                               found=target.workload.runtime)
         return target
+
+    # -- the node's conventions, one place each ------------------------------------------
+    @property
+    def journal_root(self) -> Path:
+        """This node's journal directory, ``<journal.dir>/<node>``."""
+        return self.journal.dir / self.node
+
+    @staticmethod
+    def file_name(node: str) -> str:
+        """The file name of a node's target description: ``target-<node>.toml``."""
+        return f"target-{node}.toml"
+
+    def sibling(self, node: str) -> Path | None:
+        """Where node *node*'s target description lives: next to this one (None without a file)."""
+        return self.source.parent / Target.file_name(node) if self.source else None
+
+    def siblings(self) -> list[Path]:
+        """Every node's target description next to this one (``target-*.toml``), sorted."""
+        return sorted(self.source.parent.glob(Target.file_name("*"))) if self.source else []
 
 
 def _build(kind: type, values: dict[str, Any], section: str, base: Path | None) -> Any:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TPMError
+from .spiffe_ids import agent_id_prefix
 from .target import TPMSpec
 
 # ESYS logs harmless ERROR lines (e.g. optional EK template indices): silence them.
@@ -26,7 +27,7 @@ from cryptography import x509  # noqa: E402
 from cryptography.exceptions import InvalidSignature  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from tpm2_pytss import (  # noqa: E402
-    ESAPI, ESYS_TR, TPM2_ALG, TPM2_CAP, TPM2_RC, TPM2_HC, TPM2B_EVENT,
+    ESAPI, ESYS_TR, TPM2_ALG, TPM2_CAP, TPM2_RC, TPM2_HC,
     TPM2B_PRIVATE, TPM2B_PUBLIC, TPM2B_SENSITIVE_CREATE, TPMA_OBJECT, TPMT_PUBLIC,
     TCTILdr, TSS2_Exception,
 )
@@ -65,6 +66,19 @@ class TPMInfo:
     owner_gid: int | None = None
     mode: int | None = None
     notes: list[str] = field(default_factory=list)
+
+    def attestation_problems(self) -> list[str]:
+        """What keeps this TPM from SPIRE's TPM attestation (empty when nothing does)."""
+        problems = []
+        if self.family != "2.0":
+            problems.append(f"TPM family {self.family}, not 2.0")
+        if "sha256" not in self.pcr_banks:
+            problems.append(f"no sha256 PCR bank (banks: {self.pcr_banks})")
+        if self.ek_cert_der is None:
+            problems.append("no EK certificate in NV 0x01c00002")
+        if not self.ek_present:
+            problems.append("the EK cannot be created from the TCG default template")
+        return problems
 
 
 # ---------------------------------------------------------------- opening
@@ -268,18 +282,6 @@ def pcr_read(spec: TPMSpec, bank: str = "sha256",
     return result
 
 
-def pcr_extend(spec: TPMSpec, index: int, data: bytes) -> None:
-    """Extend PCR ``index`` with ``data`` in every allocated bank (TPM2_PCR_Event)."""
-    if not 0 <= index <= 23:
-        raise TPMError("PCR index out of range", expected="0..23", found=str(index))
-    with open_tpm(spec) as ectx:
-        try:
-            ectx.pcr_event(ESYS_TR.PCR0 + index, TPM2B_EVENT(bytes(data)))
-        except TSS2_Exception as exc:
-            raise TPMError(f"cannot extend PCR {index}", expected="TPM2_PCR_Event succeeds",
-                           found=str(exc)) from exc
-
-
 # ---------------------------------------------------------------- DevID
 
 def _load_certs(path: Path) -> list[x509.Certificate]:
@@ -306,7 +308,7 @@ def cert_sha1(cert_path: Path) -> str:
 
 def devid_agent_id(cert_path: Path, trust_domain: str) -> str:
     """The agent ID SPIRE's tpm_devid attestor gives: ``.../spire/agent/tpm_devid/<sha1>``."""
-    return f"spiffe://{trust_domain}/spire/agent/tpm_devid/{cert_sha1(cert_path)}"
+    return agent_id_prefix(trust_domain, "tpm_devid") + cert_sha1(cert_path)
 
 
 def srk_template(key_type: TPM2_ALG = TPM2_ALG.RSA) -> TPM2B_PUBLIC:

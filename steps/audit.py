@@ -5,58 +5,56 @@ from __future__ import annotations
 import pytest
 from pytest_bdd import given, then
 
-from fixtures.fleet import Audited
 from spire_migration import audit
-from spire_migration.hostview import LocalView
-from spire_migration.node import Phase
+from spire_migration.node import Node, Phase
 
 from .common import require
 
 
 @given("the audited node is in Phase 4")
-def _audited_phase4(audited: Audited) -> None:
-    phase = audit.phase_via(audited.view, audited.target)
+def _audited_phase4(audited: Node) -> None:
+    phase = audited.phase()
     if phase not in (Phase.PHASE4, Phase.TRANSITION, Phase.UNKNOWN):
         pytest.skip(f"not applicable: {audited.view.name} is in {phase.value}, this check is for Phase 4")
 
 
-def _local_only(audited: Audited, what: str) -> None:
+def _local_only(audited: Node, what: str) -> None:
     if not audited.view.is_local:
         pytest.skip(f"not applicable on {audited.view.name}: {what} is read where the suite runs; "
                     "run the suite on that node for it")
 
 
 @then("the server has no join_token attestor once no join_token agent remains")
-def _a1(audited: Audited, record) -> None:
-    require(record(audit.join_token_attestor_retired(audited.node, audited.journal)))
+def _a1(audited: Node, record) -> None:
+    require(record(audit.join_token_attestor_retired(audited)))
 
 
 @then("no join token is left in the agent's config, flags or files")
-def _a2(audited: Audited, record) -> None:
-    require(record(audit.no_join_token_left(audited.view, audited.target)))
+def _a2(audited: Node, record) -> None:
+    require(record(audit.no_join_token_left(audited)))
 
 
 @then('the agent\'s KeyManager is "disk"')
-def _a3(audited: Audited, record) -> None:
-    require(record(audit.agent_keymanager_disk(audited.view, audited.target)))
+def _a3(audited: Node, record) -> None:
+    require(record(audit.agent_keymanager_disk(audited)))
 
 
 @then("the journal and its backups are readable by root only")
-def _a4(audited: Audited, record) -> None:
-    require(record(audit.journal_root_only(audited.view, audited.target)))
+def _a4(audited: Node, record) -> None:
+    require(record(audit.journal_root_only(audited)))
 
 
 @then("the DevID certificate chains to the configured DevID CA and is not expiring")
-def _a5(audited: Audited, record) -> None:
-    require(record(audit.devid_cert_valid(audited.view, audited.target, LocalView())))
+def _a5(audited: Node, record) -> None:
+    require(record(audit.devid_cert_valid(audited)))
 
 
 @then("the EK certificate chains to the endorsement CA")
-def _a6(audited: Audited, record) -> None:
+def _a6(audited: Node, record) -> None:
     _local_only(audited, "the TPM (tpm2-pytss)")
-    require(record(audit.ek_cert_valid(audited.target)))
+    require(record(audit.ek_cert_valid(audited)))
 
 
 @then("the trust bundle and the server CA are not expiring")
-def _a7(audited: Audited, record) -> None:
-    require(record(audit.trust_bundle_valid(audited.node)))
+def _a7(audited: Node, record) -> None:
+    require(record(audit.trust_bundle_valid(audited)))

@@ -29,3 +29,9 @@ def _node_in_phase(node: Node, phase: str, set_fact) -> None:
 def require(result) -> None:
     """Assert a CheckResult, failing with expected / found / remedy."""
     assert result.ok, result.message()
+
+
+def prove(outcome, record, proof, *args) -> None:
+    """Run a step's proof, record it with its evidence, assert it; a dry run (--plan) proves nothing."""
+    if not outcome.planned:
+        require(record(proof(*args)))

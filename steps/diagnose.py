@@ -6,10 +6,10 @@ import pytest
 from pytest_bdd import parsers, then, when
 
 from spire_migration import diagnose
-from spire_migration.checks import CheckResult
 from spire_migration.diagnose import Diagnosis
 from spire_migration.journal import Journal
 from spire_migration.node import Node
+from spire_migration.verdict import CheckResult
 
 
 @when(parsers.re(r"the node is diagnosed for issue (?P<n>\d)(?:, .*)?$"), target_fixture="diagnosis")

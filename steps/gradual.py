@@ -1,4 +1,5 @@
-"""Strategy 2 (gradual migration, dual attestation) and finalize."""
+"""Strategy 2 (gradual migration, dual attestation) and finalize: thin steps over
+:mod:`spire_migration.gradual_proofs` and :mod:`spire_migration.finalize`."""
 
 from __future__ import annotations
 
@@ -6,41 +7,28 @@ import pytest
 from pytest_bdd import given, then, when
 
 from spire_migration import finalize as fin
-from spire_migration.checks import CheckResult
+from spire_migration import gradual_proofs as proofs
 from spire_migration.journal import Journal
-from spire_migration.node import TPM_ATTESTORS, Node
-from spire_migration.redact import redact
+from spire_migration.node import Node
 from spire_migration.target import Target
+from spire_migration.verdict import StepResult
 
-from .common import require
+from .common import prove, require
 
 
 @then("the server runs the join_token and the TPM node attestors side by side")
 def _dual(node: Node, record) -> None:
-    found = set(node.server_config().plugins("NodeAttestor"))
-    if not found & set(TPM_ATTESTORS):
+    state = proofs.dual_mode_state(node)
+    if state == "no_tpm":
         pytest.skip("not applicable: the server has no TPM attestor yet (no node migrated)")
-    if "join_token" not in found:
+    if state == "finalized":
         pytest.skip("not applicable: join_token was removed (finalized)")
-    require(record(CheckResult("server runs join_token and the TPM attestor side by side",
-                               node.server.healthy(), "a healthy server with both NodeAttestors",
-                               f"NodeAttestors {sorted(found)}, server {'healthy' if node.server.healthy() else 'NOT healthy'}",
-                               {"node_attestors": sorted(found)})))
+    require(record(proofs.server_dual_mode(node)))
 
 
 @then("every agent of the server is listed with its node attestation method")
 def _listed(node: Node, record) -> None:
-    groups = fin.agents_by_attestor(node.target)
-    evidence = {kind: [fin.describe(a) for a in agents] for kind, agents in groups.items()}
-    mine = node.agent_id()
-    listed = any(a["id"] == mine for agents in groups.values() for a in agents)
-    odd = sorted(set(groups) - {"join_token", *TPM_ATTESTORS})
-    require(record(CheckResult("which agents use which attestation method", listed and not odd,
-                               "every agent attested by join_token or a TPM attestor, this node's among them",
-                               redact("; ".join(f"{k}: {len(v)}" for k, v in evidence.items()) +
-                                      ("" if listed else f"; this node's agent {mine} is not listed") +
-                                      (f"; other methods {odd}" if odd else "")),
-                               evidence)))
+    require(record(proofs.agents_listed_by_method(node)))
 
 
 @pytest.fixture
@@ -56,26 +44,19 @@ def _fin_journal(finalize_journal: Journal, target: Target, set_fact) -> Journal
     return finalize_journal
 
 
-@when("the join_token node attestor is removed from the server", target_fixture="fin_outcome")
-def _finalize(target: Target, fin_journal: Journal, plan_only: bool, record_changes) -> fin.FinalizeResult:
+@when("the join_token node attestor is removed from server.conf and the server restarted",
+      target_fixture="fin_outcome")
+def _finalize(target: Target, fin_journal: Journal, plan_only: bool, record_changes) -> StepResult:
     result = fin.finalize(target, fin_journal, plan=plan_only)
     record_changes("finalize", result.changes)
     return result
 
 
-@then("the server config has no join_token node attestor and the server is healthy")
-def _no_join_token(node: Node, fin_outcome: fin.FinalizeResult) -> None:
-    if fin_outcome.planned:
-        return
-    found = sorted(node.server_config().plugins("NodeAttestor"))
-    assert "join_token" not in found, f"server NodeAttestors: expected no join_token, found {found}"
-    assert node.server.healthy(), "spire-server is not healthy after the restart"
+@then("server.conf has no join_token node attestor and the server is healthy")
+def _no_join_token(node: Node, fin_outcome: StepResult, record) -> None:
+    prove(fin_outcome, record, proofs.join_token_removed, node, fin_outcome)
 
 
 @then("every agent of the server is TPM-attested")
-def _all_tpm(node: Node, fin_outcome: fin.FinalizeResult, record) -> None:
-    if fin_outcome.planned:
-        return
-    groups = fin.agents_by_attestor(node.target)
-    other = {k: [fin.describe(a) for a in v] for k, v in groups.items() if k not in TPM_ATTESTORS}
-    assert not other, f"expected only TPM-attested agents, found {other}"
+def _all_tpm(node: Node, fin_outcome: StepResult, record) -> None:
+    prove(fin_outcome, record, proofs.every_agent_tpm, node)

@@ -1,4 +1,4 @@
-"""The guide's Post-Migration Validation checklist: thin steps over spire_migration.postchecks."""
+"""The guide's Post-Migration Validation checklist: thin steps over spire_migration.postmigration."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pytest_bdd import then
 
-from spire_migration import postchecks
+from spire_migration import postmigration
 from spire_migration.journal import Journal
 from spire_migration.logs import parse_time
 from spire_migration.node import Node
@@ -24,7 +24,7 @@ def workload_check(request: pytest.FixtureRequest, node: Node) -> dict[str, Any]
     cache = request.config.stash.setdefault(_CHECK, {})
     key = str(node.target.source)
     if key not in cache:
-        cache[key] = postchecks.workload_check(node)
+        cache[key] = postmigration.workload_check(node)
     return cache[key]
 
 
@@ -46,52 +46,52 @@ def logs_reviewed_until(pytestconfig: pytest.Config) -> datetime | None:
 
 @then("the SPIRE server runs with the TPM node attestor")
 def _server(node: Node, record) -> None:
-    require(record(postchecks.server_with_tpm_attestor(node)))
+    require(record(postmigration.server_with_tpm_attestor(node)))
 
 
 @then("the SPIRE agent runs with the TPM node attestor and no other")
 def _agent(node: Node, record) -> None:
-    require(record(postchecks.agent_with_tpm_attestor_only(node)))
+    require(record(postmigration.agent_with_tpm_attestor_only(node)))
 
 
 @then("the agent ID contains the TPM attestor path")
 def _agent_id(node: Node, record) -> None:
-    require(record(postchecks.agent_id_is_tpm(node)))
+    require(record(postmigration.agent_id_is_tpm(node)))
 
 
 @then("every workload entry has the TPM agent as parent")
 def _entries(node: Node, record) -> None:
-    require(record(postchecks.workloads_under_right_parent(node)))
+    require(record(postmigration.workloads_under_right_parent(node)))
 
 
 @then("the workload instances run and fetch their SVID")
 def _fetch(node: Node, workload_check: dict, record) -> None:
-    require(record(postchecks.workloads_fetch_svids(node, workload_check)))
+    require(record(postmigration.workloads_fetch_svids(node, workload_check)))
 
 
 @then("an mTLS exchange between the workload's client and server is verified")
 def _mtls(node: Node, workload_check: dict, record) -> None:
-    require(record(postchecks.mtls_works(node, workload_check)))
+    require(record(postmigration.mtls_works(node, workload_check)))
 
 
 @then("the checks of verify_tpm.sh pass")
 def _verify_tpm(node: Node, record) -> None:
-    require(record(postchecks.tpm_attestation_verified(node)))
+    require(record(postmigration.tpm_attestation_verified(node)))
 
 
 @then("the SPIRE logs hold no error since the migration")
 def _logs(node: Node, journal_facts: dict, logs_reviewed_until, record) -> None:
-    require(record(postchecks.no_errors_in_logs(node, journal_facts, logs_reviewed_until)))
+    require(record(postmigration.no_errors_in_logs(node, journal_facts, logs_reviewed_until)))
 
 
 @then("the workload logs show successful operation since the deploy")
 def _workload_logs(node: Node, journal_facts: dict, record) -> None:
-    require(record(postchecks.workload_logs_success(node, journal_facts)))
+    require(record(postmigration.workload_logs_success(node, journal_facts)))
 
 
 @then("the SVID fetch latency is under the target's threshold")
 def _performance(node: Node, workload_check: dict, record) -> None:
-    require(record(postchecks.performance(node, workload_check)))
+    require(record(postmigration.performance(node, workload_check)))
 
 
 

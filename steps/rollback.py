@@ -1,19 +1,23 @@
-"""The guide's Rollback Procedure: When performs the step, Then proves its result."""
+"""The guide's Rollback Procedure: When performs the step, Then proves its result.
+
+Each Then calls one proof of :mod:`spire_migration.rollback_proofs` (step 4 the
+pre-migration checks) and records it with its evidence for the reports.
+"""
 
 from __future__ import annotations
 
-
 import pytest
-from pytest_bdd import given, parsers, then, when
+from pytest_bdd import given, then, when
 
-from spire_migration import checks
-from spire_migration.journal import Journal, sha256_file
-from spire_migration.rollback import MIGRATION_STEPS, Rollback, backup_path
-from spire_migration.steprun import StepResult
+from spire_migration import premigration as checks
+from spire_migration import rollback_proofs as proofs
+from spire_migration.journal import Journal
 from spire_migration.node import Node
+from spire_migration.rollback import Rollback
+from spire_migration.steprun import StepResult
 from spire_migration.target import Target
 
-from .common import require
+from .common import prove, require
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +32,8 @@ def _journal(rollback: Rollback, set_fact) -> None:
     set_fact("plan", rollback.plan)
 
 
-@when(parsers.parse("the rollback performs rollback step {n:d}"), target_fixture="rb_outcome")
 def _perform(rollback: Rollback, n: int, record_changes, set_fact) -> StepResult:
+    """Run rollback step *n*; record its changes and the summary's facts."""
     result = getattr(rollback, Rollback.STEPS[n - 1])()
     record_changes(f"rollback_step_{n}", result.changes)
     if n in (3, 4) and not result.planned:
@@ -38,62 +42,55 @@ def _perform(rollback: Rollback, n: int, record_changes, set_fact) -> StepResult
     return result
 
 
-def _proving(outcome: StepResult) -> bool:
-    return not outcome.planned
+# -- When: the guide's rollback steps, in its order ----------------------------------
+#: The sentence that performs each rollback step (index 0 is step 1).
+WHEN = (
+    "the Phase 4 spire-agent, and spire-server unless other nodes still need it, are stopped by pid",
+    "server.conf and agent.conf are restored from the journal's hash-checked backups",
+    "Phase 3 is restarted with a new join token and every entry is re-parented under the new join_token agent",
+    "Phase 3 is verified as the pre-migration checklist does",
+)
 
 
+def _bind(n: int, sentence: str) -> None:
+    @when(sentence, target_fixture="rb_outcome", stacklevel=2)
+    def _step(rollback: Rollback, record_changes, set_fact) -> StepResult:
+        return _perform(rollback, n, record_changes, set_fact)
+
+
+for _n, _sentence in enumerate(WHEN, 1):
+    _bind(_n, _sentence)
+
+
+# -- Then: the proofs -------------------------------------------------------------
 @then("no Phase 4 SPIRE agent is running")
-def _stopped(node: Node, rb_outcome: StepResult) -> None:
-    if _proving(rb_outcome):
-        agent = node.agent_proc()
-        ident = node.agent_id() or ""
-        assert agent is None or "/spire/agent/join_token/" in ident, \
-            f"expected no TPM agent running, found pid {agent.pid} as {ident}"
+def _stopped(rollback: Rollback, node: Node, rb_outcome: StepResult, record) -> None:
+    prove(rb_outcome, record, proofs.phase4_agent_stopped, rollback, node, rb_outcome)
 
 
 @then("server.conf and agent.conf are byte-for-byte the Phase 3 backups")
-def _restored(rollback: Rollback, node: Node, rb_outcome: StepResult) -> None:
-    if not _proving(rb_outcome):
-        return
-    pairs = [("agent.conf", node.target.agent.config)]
-    if not rollback.journal.fact("rollback_keeps_server_conf"):
-        pairs.append(("server.conf", node.target.server.config))
-    for name, path in pairs:
-        backup = backup_path(rollback.journal, name)
-        assert path.read_bytes() == backup.read_bytes(), \
-            f"{path}: expected the bytes of {backup} (sha256 {sha256_file(backup)}), found sha256 {sha256_file(path)}"
+def _restored(rollback: Rollback, node: Node, rb_outcome: StepResult, record) -> None:
+    prove(rb_outcome, record, proofs.configs_restored, rollback, node, rb_outcome)
 
 
 @then("the agent runs attested by a new join token that appears nowhere in the journal")
-def _new_token(rollback: Rollback, node: Node, rb_outcome: StepResult) -> None:
-    if not _proving(rb_outcome):
-        return
-    require(checks.agent_attested_by(node, "join_token"))
-    ident = node.agent_id() or ""
-    assert ident != rollback.old_join_token_id(), "the agent still has the old (spent) join_token ID"
-    token = ident.rsplit("/", 1)[-1]
-    for path in rollback.journal.root.rglob("*"):
-        if path.is_file() and path.parent.name != "backups" and "cycle-" not in str(path):
-            assert token not in path.read_text(errors="replace"), f"the new join token leaked into {path}"
+def _new_token(rollback: Rollback, node: Node, rb_outcome: StepResult, record) -> None:
+    prove(rb_outcome, record, proofs.new_join_token_agent, rollback, node, rb_outcome)
 
 
 @then("every original entry is under the new join_token agent with its original content")
-def _entries_back(rollback: Rollback, node: Node, rb_outcome: StepResult) -> None:
-    if _proving(rb_outcome):
-        missing = rollback.missing_entries(node)
-        assert not missing, f"expected every exported entry back under {node.agent_id()}, missing {missing}"
+def _entries_back(rollback: Rollback, node: Node, rb_outcome: StepResult, record) -> None:
+    prove(rb_outcome, record, proofs.entries_back, rollback, node, rb_outcome)
 
 
 @then("the TPM agent is evicted")
-def _tpm_evicted(rollback: Rollback, node: Node, rb_outcome: StepResult) -> None:
-    if _proving(rb_outcome):
-        tpm_id = rollback.tpm_agent_id()
-        assert tpm_id is None or node.agent_record(tpm_id) is None, f"{tpm_id} is still in the agent list"
+def _tpm_evicted(rollback: Rollback, node: Node, rb_outcome: StepResult, record) -> None:
+    prove(rb_outcome, record, proofs.tpm_agent_evicted, rollback, node, rb_outcome)
 
 
 @then("the pre-migration checks pass and the workload logged VERIFIED")
 def _phase3(node: Node, rb_outcome: StepResult, record) -> None:
-    if not _proving(rb_outcome):
+    if rb_outcome.planned:
         return
     for check in (checks.server_running, checks.agent_running, checks.workload_entry_under_agent,
                   checks.workload_verified, checks.tpm_usable, checks.critical_workloads_registered,
@@ -103,7 +100,5 @@ def _phase3(node: Node, rb_outcome: StepResult, record) -> None:
 
 
 @then("the migration journal is reset for a new migration")
-def _reset(rollback: Rollback, rb_outcome: StepResult) -> None:
-    if _proving(rb_outcome):
-        left = [s for s in MIGRATION_STEPS if s in rollback.journal.data["steps"]]
-        assert not left, f"expected no migration step in the journal, found {left}"
+def _reset(rollback: Rollback, rb_outcome: StepResult, record) -> None:
+    prove(rb_outcome, record, proofs.migration_journal_reset, rollback, rb_outcome)

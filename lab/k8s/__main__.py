@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from spire_migration.errors import LabError
+from ..errors import LabError
 
 from . import containerd, gobuild, kubelet, pods, tier
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from spire_migration import process
-from spire_migration.errors import LabError
+from ..errors import LabError
 
 from .. import docker_engine
 from . import gobuild

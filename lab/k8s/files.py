@@ -1,21 +1,13 @@
-"""The one place the Kubernetes lab writes files (configs, PKI, kubeconfigs, state).
-
-Every write of ``lab/k8s`` goes through :func:`write_file`, so the project's single
-writer can replace it in one line.
-"""
+"""The one place the Kubernetes lab writes files (configs, PKI, kubeconfigs, state): through the
+project's single writer (:func:`spire_migration.fileio.write_file`: atomic, no links followed)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from spire_migration import fileio
 
 
 def write_file(path: Path, data: str | bytes, mode: int = 0o644) -> None:
-    """Write *data* to *path* (parents created) with *mode* from the first byte on."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode() if isinstance(data, str) else data
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        os.fchmod(fh.fileno(), mode)
-        fh.write(raw)
+    """Write *data* to *path* (parents created) with *mode*."""
+    fileio.write_file(path, data, mode=mode)

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from spire_migration.errors import LabError
+from ..errors import LabError
 
 from ..spire_build import cache_dir
 from .files import write_file

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from spire_migration import process
-from spire_migration.errors import LabError
+from ..errors import LabError
 
 from .. import docker_engine
 from ..ports import free_port

@@ -4,14 +4,14 @@ manifests (``workload/k8s/lab/``), and a one-pod smoke run."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-from spire_migration.errors import LabError
+from ..errors import LabError
 from spire_migration.redact import redact
 
 from . import control_plane
@@ -28,20 +28,17 @@ LAB_MANIFESTS = {3: Path("workload/k8s/lab/phase3/mtls-app.yaml"), 4: Path("work
 Log = Callable[[str], None]
 
 
-def k8s_attestor_block(read_only_port: int) -> str:
+def k8s_attestor_body(read_only_port: int) -> str:
     """SPIRE's ``k8s`` workload attestor, reading the lab kubelet's read-only port on 127.0.0.1."""
-    return f"""    # Pods on the lab's real kubelet node: pod selectors from the kubelet's /pods
-    # (read-only port, 127.0.0.1 only). Added by lab/k8s/pods.py. The legacy container
-    # locator finds containers only under a pod's cgroup (kubepods/.../pod<uid>/<id>): the
-    # new one also takes the lab's docker containers (/docker/<id>, not pods of this kubelet)
-    # for pods, polls the kubelet for them and fails their attestation after 30 s.
-    WorkloadAttestor "k8s" {{
-        plugin_data {{
-            kubelet_read_only_port = {read_only_port}
-            use_new_container_locator = false
-        }}
-    }}
-
+    return f"""# Pods on the lab's real kubelet node: pod selectors from the kubelet's /pods
+# (read-only port, 127.0.0.1 only). Added by lab/k8s/pods.py. The legacy container
+# locator finds containers only under a pod's cgroup (kubepods/.../pod<uid>/<id>): the
+# new one also takes the lab's docker containers (/docker/<id>, not pods of this kubelet)
+# for pods, polls the kubelet for them and fails their attestation after 30 s.
+plugin_data {{
+    kubelet_read_only_port = {read_only_port}
+    use_new_container_locator = false
+}}
 """
 
 
@@ -50,21 +47,16 @@ def add_k8s_attestor(agent_conf: Path, read_only_port: int) -> bool:
 
     Returns True when the file changed (the agent must be restarted to load it).
     """
-    text = agent_conf.read_text()
-    block = re.compile(r'(?:    #[^\n]*\n)*    WorkloadAttestor "k8s" \{\n.*?\n    \}\n\n?', re.S)
-    if block.search(text):
-        new = block.sub(lambda _m: k8s_attestor_block(read_only_port), text, count=1)
-    else:
-        at = text.find('    # Workloads are identified by the labels')
-        if at < 0:
-            at = text.find('    WorkloadAttestor "docker"')
-        if at < 0:
-            raise LabError("no docker WorkloadAttestor in the agent config", expected=str(agent_conf),
-                           found="no 'WorkloadAttestor \"docker\"' block")
-        new = text[:at] + k8s_attestor_block(read_only_port) + text[at:]
-    if new == text:
+    from spire_migration.hclconfig import HclConfig
+
+    cfg = HclConfig.load(agent_conf)
+    if "docker" not in cfg.plugins("WorkloadAttestor"):
+        raise LabError("no docker WorkloadAttestor in the agent config", expected=str(agent_conf),
+                       found="no 'WorkloadAttestor \"docker\"' block")
+    new = cfg.with_plugin("WorkloadAttestor", "k8s", k8s_attestor_body(read_only_port))
+    if new.text == cfg.text:
         return False
-    write_file(agent_conf, new, agent_conf.stat().st_mode & 0o7777)
+    write_file(agent_conf, new.text, agent_conf.stat().st_mode & 0o7777)
     return True
 
 
@@ -103,9 +95,11 @@ def pod_runtime(lab_root: Path, target):
     """The suite's ``kubernetes`` runtime for the real node: the lab's cluster and manifests."""
     from spire_migration.runtimes import get_runtime
 
-    return get_runtime(target, runtime="kubernetes", kubeconfig=control_plane.kubeconfig_path(lab_root),
-                       manifest_phase3=LAB_MANIFESTS[3], manifest_phase4=LAB_MANIFESTS[4],
-                       selectors=list(K8S_SELECTORS))
+    workload = dataclasses.replace(target.workload, runtime="kubernetes",
+                                   kubeconfig=control_plane.kubeconfig_path(lab_root),
+                                   manifest_phase3=LAB_MANIFESTS[3], manifest_phase4=LAB_MANIFESTS[4],
+                                   selectors=list(K8S_SELECTORS))
+    return get_runtime(dataclasses.replace(target, workload=workload))
 
 
 def _poll(what: Callable[[], bool], timeout: float, interval: float) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from spire_migration import process
-from spire_migration.errors import LabError
+from ..errors import LabError
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

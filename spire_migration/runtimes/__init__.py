@@ -1,14 +1,14 @@
 """Workload runtimes: where the guide's Python application runs (docker or kubernetes).
 
 >>> from spire_migration.target import Target
->>> rt = get_runtime(Target(), docker_host="unix:///tmp/nowhere.sock")
+>>> rt = get_runtime(Target.from_dict({"workload": {"docker_host": "unix:///tmp/nowhere.sock"}}))
 >>> rt.name, rt.spec.docker_host
 ('docker', 'unix:///tmp/nowhere.sock')
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import WorkloadError
 from .base import WorkloadInstance, WorkloadRuntime
@@ -19,17 +19,13 @@ if TYPE_CHECKING:
 __all__ = ["WorkloadInstance", "WorkloadRuntime", "get_runtime"]
 
 
-def get_runtime(target: "Target", **lab_overrides: Any) -> WorkloadRuntime:
-    """The runtime named by ``target.workload.runtime``.
-
-    *lab_overrides* replace fields of ``target.workload`` for this runtime only
-    (a lab passes its own ``docker_host``, ``agent_socket``, ``ro_mounts``...).
-    """
-    kind = lab_overrides.get("runtime", target.workload.runtime)
+def get_runtime(target: "Target") -> WorkloadRuntime:
+    """The runtime named by ``target.workload.runtime``, set up by ``target.workload``."""
+    kind = target.workload.runtime
     if kind == "docker":
         from .docker import DockerRuntime
-        return DockerRuntime(target, **lab_overrides)
+        return DockerRuntime(target)
     if kind == "kubernetes":
         from .kubernetes import KubernetesRuntime
-        return KubernetesRuntime(target, **lab_overrides)
+        return KubernetesRuntime(target)
     raise WorkloadError("unknown workload runtime", expected="docker or kubernetes", found=repr(kind))

@@ -7,13 +7,12 @@ would a deploy change, what do the logs say, does mTLS work right now.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import WorkloadError
 
@@ -44,16 +43,19 @@ class WorkloadRuntime(ABC):
 
     name: str = ""
 
-    def __init__(self, target: "Target", **overrides: Any) -> None:
-        try:
-            self.spec: WorkloadSpec = dataclasses.replace(target.workload, **overrides)
-        except TypeError as exc:
-            raise WorkloadError("unknown workload runtime setting",
-                                expected=f"fields of WorkloadSpec: {[f.name for f in dataclasses.fields(target.workload)]}",
-                                found=str(exc)) from exc
+    def __init__(self, target: "Target") -> None:
+        self.spec: WorkloadSpec = target.workload
         self.target = target
         self.peer_id = self.spec.peer_id or self.spec.spiffe_id
         self.agent_socket = Path(self.spec.agent_socket or target.agent.socket)
+
+    def tpm_device(self, phase: int) -> tuple[str, str] | None:
+        """(host device, path in the workload) when the workload gets the TPM: Phase 4
+        with ``[workload] mount_tpm = true`` only (the guide calls the mount optional,
+        and the app never opens the TPM)."""
+        if phase == 4 and self.spec.mount_tpm:
+            return str(self.target.tpm.device), "/dev/tpmrm0"
+        return None
 
     # -- what each runtime provides -------------------------------------------------
     @abstractmethod

@@ -15,7 +15,6 @@ import hashlib
 import json
 import time
 from datetime import datetime, timezone
-from typing import Any
 
 from ..errors import WorkloadError
 from .base import CONFIG_LABEL, PHASE_LABEL, WorkloadInstance, WorkloadRuntime
@@ -35,8 +34,8 @@ def _parse_time(text: str | None) -> datetime | None:
 class DockerRuntime(WorkloadRuntime):
     name = "docker"
 
-    def __init__(self, target, **overrides: Any) -> None:
-        super().__init__(target, **overrides)
+    def __init__(self, target) -> None:
+        super().__init__(target)
         self._client = None
 
     # -- connection -----------------------------------------------------------------
@@ -83,6 +82,8 @@ class DockerRuntime(WorkloadRuntime):
         for role, name in (("server", self.spec.server_container), ("client", self.spec.client_container)):
             cfg = {"name": name, "image": self.spec.image, "command": [role], "environment": env,
                    "labels": self._labels(phase, role), "volumes": volumes, "network_mode": "host"}
+            if tpm := self.tpm_device(phase):
+                cfg["devices"] = [f"{tpm[0]}:{tpm[1]}:rw"]
             digest = hashlib.sha256(json.dumps([cfg, image_id], sort_keys=True).encode()).hexdigest()
             cfg["labels"] = {**cfg["labels"], CONFIG_LABEL: digest}
             out[name] = cfg

@@ -53,8 +53,8 @@ def _api_error(exc) -> str:
 class KubernetesRuntime(WorkloadRuntime):
     name = "kubernetes"
 
-    def __init__(self, target, **overrides: Any) -> None:
-        super().__init__(target, **overrides)
+    def __init__(self, target) -> None:
+        super().__init__(target)
         self._apis = None
         self.container = self.spec.container_label.partition("=")[2] or "mtls-app"
 
@@ -130,6 +130,11 @@ class KubernetesRuntime(WorkloadRuntime):
             pod.setdefault("volumes", []).append({"name": f"ro-mount-{i}", "hostPath": {"path": host}})
             container.setdefault("volumeMounts", []).append(
                 {"name": f"ro-mount-{i}", "mountPath": inside, "readOnly": True})
+        if tpm := self.tpm_device(phase):
+            pod.setdefault("volumes", []).append(
+                {"name": "tpm-device", "hostPath": {"path": tpm[0], "type": "CharDevice"}})
+            container.setdefault("volumeMounts", []).append(
+                {"name": "tpm-device", "mountPath": tpm[1], "readOnly": True})
         digest = hashlib.sha256(json.dumps(dep, sort_keys=True).encode()).hexdigest()
         dep["metadata"].setdefault("annotations", {})[CONFIG_LABEL] = digest
         return dep

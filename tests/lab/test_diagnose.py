@@ -17,11 +17,10 @@ import pytest
 
 from lab import swtpm
 from lab.layout import Layout
-from spire_migration import services, tpm
-from spire_migration.diagnose import record_pcr_expectations
+from lab import measure
+from spire_migration import pcrs, services
 from spire_migration.hclconfig import HclConfig
 from spire_migration.journal import Journal
-from spire_migration.node import Node
 from spire_migration.retry import poll
 from spire_migration.target import Target
 
@@ -126,9 +125,10 @@ def test_common_issues_diagnosed(make_lab):
     poll(lambda: services.agent_cli(t).healthy(), timeout=30, what="the agent to be healthy again")
 
     # Issue 3: PCR values change after a "reboot" (swtpm restart resets PCRs) and a new measurement
-    tpm.pcr_extend(t.tpm, 16, b"measured boot, version 1")
-    recorded = record_pcr_expectations(Node(t), Journal(t.journal.dir / t.node), [16])
-    value = recorded["sha256:16"]
+    measure.pcr_extend(t.tpm, 16, b"measured boot, version 1")
+    journal = Journal(t.journal_root)
+    pcrs.record_expectations(t, journal, [16], bank="sha256", note="diagnose")
+    value = pcrs.recorded(journal)["sha256"][16]
     res = services.server_cli(t).create_entries([{
         "spiffe_id": "spiffe://example.org/pcr-bound-workload", "parent_id": tpm_id,
         "selectors": [{"type": "tpm", "value": f"pcr:16:{value}"},
@@ -138,7 +138,7 @@ def test_common_issues_diagnosed(make_lab):
     tpm_dir = Layout(lab.root).node(t.node).tpm_dir
     swtpm.stop(tpm_dir)
     swtpm.start(tpm_dir)
-    tpm.pcr_extend(t.tpm, 16, b"measured boot, version 2")
+    measure.pcr_extend(t.tpm, 16, b"measured boot, version 2")
     found = _diagnose(lab, diag, 3)
     assert found["cause"] == "pcr_changed" and len(found["changed"]) == 2, found
     assert {c["expected"] for c in found["changed"]} == {value}

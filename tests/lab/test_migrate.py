@@ -64,7 +64,7 @@ def test_plan_changes_no_byte(lab):
     assert "+    NodeAttestor \"tpm_devid\" {" in run.output      # config changes shown as diffs
     assert "create spiffe://example.org/k8s-workload under spiffe://example.org/spire/agent/tpm_devid/" in run.output
     assert _files(lab) == files and _node_state(lab) == state
-    assert not (lab.target.journal.dir / lab.target.node / "journal.json").exists()
+    assert not (lab.target.journal_root / "journal.json").exists()
 
 
 def test_malformed_agent_conf_stops_before_any_change(lab):
@@ -79,7 +79,7 @@ def test_malformed_agent_conf_stops_before_any_change(lab):
         assert "agent.conf" in run.output and "valid HCL" in run.output
         assert "the way back" in run.output and "pytest -m rollback --target" in run.output
         assert _files(lab) == files and _node_state(lab) == state   # (the run's lock file aside)
-        assert not (lab.target.journal.dir / lab.target.node / "journal.json").exists()
+        assert not (lab.target.journal_root / "journal.json").exists()
     finally:
         conf.write_bytes(original)
 

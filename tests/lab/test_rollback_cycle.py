@@ -80,7 +80,7 @@ def test_rollback_cycle(make_lab):
 
     # the new join token never reaches the journal, the summaries, the reports, the output
     token = id2.rsplit("/", 1)[-1]
-    for path in (t.journal.dir / t.node).rglob("*"):
+    for path in t.journal_root.rglob("*"):
         if path.is_file() and "backups" not in path.parts:
             assert token not in path.read_text(errors="replace"), f"join token leaked into {path}"
     for run, report in runs:
@@ -99,7 +99,7 @@ def test_rollback_cycle(make_lab):
     assert again.summary["change_count"] == 0, again.summary["changes"]
 
     # refusals: nothing is stopped when a backup is altered or missing
-    backups = t.journal.dir / t.node / "backups"
+    backups = t.journal_root / "backups"
     agent_pid = services.agent_proc(t).pid
     conf = backups / "agent.conf"
     original = conf.read_bytes()

@@ -21,9 +21,10 @@ from typing import Iterator
 
 import pytest
 
+from lab import measure
 from spire_migration import services, tpm
 from spire_migration.hclconfig import HclConfig
-from spire_migration.journal import write_atomic
+from spire_migration.fileio import write_file
 from spire_migration.spire import id_str, to_create_data
 
 
@@ -104,7 +105,7 @@ def _assert_only(run: SuiteRun, failing: str, needles: list[str], dependents: di
 def _wait_workload(lab: Lab, timeout: float = 60, verified: bool = True) -> None:
     """Poll until the workload's `check` mode verifies again (after a restore), or fails (after a break)."""
     from spire_migration.node import Node
-    from spire_migration.postchecks import workload_check
+    from spire_migration.postmigration import workload_check
 
     deadline = time.monotonic() + timeout
     while True:
@@ -197,14 +198,14 @@ def test_join_token_attestor_back_in_agent_config(vlab: Lab):
     t = vlab.target
     original = t.agent.config.read_bytes()
     cfg = HclConfig.load(t.agent.config)
-    write_atomic(t.agent.config, cfg.with_plugin("NodeAttestor", "join_token", "plugin_data {}").text, mode=0o644)
+    write_file(t.agent.config, cfg.with_plugin("NodeAttestor", "join_token", "plugin_data {}").text, mode=0o644)
     try:
         run, _, _ = _validate(vlab, "--logs-since", _now(), name="break-config")
         _assert_only(run, "post_check_2", ["NodeAttestors ['join_token', 'tpm_devid']",
                                            "remove NodeAttestor \"join_token\""],
                      {"audit_2": "NodeAttestor \"join_token\""})
     finally:
-        write_atomic(t.agent.config, original, mode=0o644)
+        write_file(t.agent.config, original, mode=0o644)
 
 
 def test_tpm_socket_world_writable(vlab: Lab):
@@ -247,16 +248,14 @@ def test_delete_the_workload_entry(vlab: Lab):
 def test_extend_a_pcr_used_by_a_pcr_bound_registration(vlab: Lab):
     t = vlab.target
     before = tpm.pcr_read(t.tpm, "sha256", [PCR])[PCR]
-    tpm.pcr_extend(t.tpm, PCR, b"simulated firmware update")
+    measure.pcr_extend(t.tpm, PCR, b"simulated firmware update")
     after = tpm.pcr_read(t.tpm, "sha256", [PCR])[PCR]
     try:
         run, _, _ = _validate(vlab, "--logs-since", _now(), name="break-pcr")
         _assert_only(run, "hardening_3", [f"PCR sha256:{PCR}", f"recorded {before}", f"current {after}",
                                           "update procedure", "pcrs record"])
     finally:
-        from tpm2_pytss import ESYS_TR
-        with tpm.open_tpm(t.tpm) as ectx:
-            ectx.pcr_reset(ESYS_TR.PCR0 + PCR)
+        measure.pcr_reset(t.tpm, PCR)
         assert tpm.pcr_read(t.tpm, "sha256", [PCR])[PCR] == before
 
 

@@ -9,10 +9,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from spire_migration import audit, hardening, report
-from spire_migration.checks import CheckResult
 from spire_migration.hostview import FileStat, HostView
+from spire_migration.node import Node
 from spire_migration.report import Run
 from spire_migration.target import Target
+from spire_migration.verdict import CheckResult
 
 AGENT_CONF = '''agent { data_dir = "/d" }
 plugins {
@@ -50,7 +51,7 @@ def _view(device: str, mode: int, kind: str = "unix socket", user: str = "root")
 
 def test_world_writable_socket_fails_naming_path_mode_and_fix():
     view, t = _view("/run/swtpm.sock", 0o777)
-    res = hardening.tpm_access_restricted(view, t)
+    res = hardening.tpm_access_restricted(Node(t, view))
     assert not res.ok
     text = res.message()
     assert "/run/swtpm.sock" in text and "0777" in text and "chmod 0600 /run/swtpm.sock" in text
@@ -58,27 +59,27 @@ def test_world_writable_socket_fails_naming_path_mode_and_fix():
 
 def test_restricted_socket_passes_and_group_members_count():
     view, t = _view("/run/swtpm.sock", 0o700)
-    assert hardening.tpm_access_restricted(view, t).ok
+    assert hardening.tpm_access_restricted(Node(t, view)).ok
     view, t = _view("/dev/tpmrm0", 0o660, kind="character device")
-    res = hardening.tpm_access_restricted(view, t)
+    res = hardening.tpm_access_restricted(Node(t, view))
     assert not res.ok and "alice" in res.found      # group tss has another member
 
 
 def test_raw_tpm_device_is_not_the_resource_manager():
     view, t = _view("/dev/tpm0", 0o600, kind="character device")
-    res = hardening.resource_manager_preferred(view, t)
+    res = hardening.resource_manager_preferred(Node(t, view))
     assert not res.ok and "/dev/tpmrm0" in res.remedy
     view, t = _view("/dev/tpmrm0", 0o600, kind="character device")
-    assert hardening.resource_manager_preferred(view, t).ok
+    assert hardening.resource_manager_preferred(Node(t, view)).ok
 
 
 def test_keymanager_and_join_token_through_a_view():
     view, t = _view("/run/swtpm.sock", 0o600)
-    assert audit.agent_keymanager_disk(view, t).ok
-    assert audit.no_join_token_left(view, t).ok
+    assert audit.agent_keymanager_disk(Node(t, view)).ok
+    assert audit.no_join_token_left(Node(t, view)).ok
     view.files["/c/agent.conf"] = view.files["/c/agent.conf"].replace(b'agent { data_dir = "/d" }',
                                                                       b'agent {\n data_dir = "/d"\n join_token = "abc"\n}')
-    res = audit.no_join_token_left(view, t)
+    res = audit.no_join_token_left(Node(t, view))
     assert not res.ok and "agent.join_token" in res.found
 
 

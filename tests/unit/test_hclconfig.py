@@ -4,15 +4,13 @@ every result re-parses, and the editor is not fooled by comments or strings."""
 from __future__ import annotations
 
 import difflib
-import os
-import stat
 
 import hcl2
 import pytest
 
 from spire_migration import hclconfig
 from spire_migration.errors import ConfigError
-from spire_migration.hclconfig import HclConfig, write_atomic
+from spire_migration.hclconfig import HclConfig
 
 # The guide's Phase 3 server.conf, as an operator keeps it: comments everywhere,
 # one of them mentioning the Phase 4 block, a string with braces, a block comment
@@ -448,25 +446,25 @@ def test_duplicate_plugin_is_refused() -> None:
 
 
 def test_bad_edit_is_caught_by_the_reparse_check(server: HclConfig, monkeypatch) -> None:
-    real = hclconfig._render_block
+    real = hclconfig.render.render_block
 
     def wrong_value(kind, name, body, indent, unit, nl):
         return real(kind, name, body.replace("devid-ca.pem", "other.pem"), indent, unit, nl)
 
-    monkeypatch.setattr(hclconfig, "_render_block", wrong_value)
+    monkeypatch.setattr(hclconfig.render, "render_block", wrong_value)
     with pytest.raises(ConfigError, match="did not give the intended config"):
         server.with_plugin("NodeAttestor", "tpm_devid", SERVER_TPM_BODY)
 
     def unbalanced(kind, name, body, indent, unit, nl):
         return real(kind, name, body, indent, unit, nl)[:-1]
 
-    monkeypatch.setattr(hclconfig, "_render_block", unbalanced)
+    monkeypatch.setattr(hclconfig.render, "render_block", unbalanced)
     with pytest.raises(ConfigError, match="would make the file invalid"):
         server.with_plugin("NodeAttestor", "tpm_devid", SERVER_TPM_BODY)
 
 
 def test_setting_check_catches_a_wrong_value(agent: HclConfig, monkeypatch) -> None:
-    monkeypatch.setattr(hclconfig, "_hcl_value", lambda v: '"something else"')
+    monkeypatch.setattr(hclconfig.render, "hcl_value", lambda v: '"something else"')
     with pytest.raises(ConfigError, match="did not give the intended config"):
         agent.with_setting("agent", "log_level", "INFO")
 
@@ -504,39 +502,6 @@ def test_sha256_tracks_the_text(agent: HclConfig) -> None:
     import hashlib
     assert agent.sha256 == hashlib.sha256(AGENT_CONF.encode()).hexdigest()
     assert agent.without_setting("agent", "join_token").sha256 != agent.sha256
-
-
-# ---------------------------------------------------------------- write_atomic
-
-def test_write_atomic_keeps_mode_and_leaves_no_temp(tmp_path) -> None:
-    p = tmp_path / "agent.conf"
-    p.write_text(AGENT_CONF)
-    os.chmod(p, 0o640)
-    write_atomic(p, "agent {}\n")
-    assert p.read_text() == "agent {}\n"
-    assert stat.S_IMODE(os.stat(p).st_mode) == 0o640
-    assert sorted(os.listdir(tmp_path)) == ["agent.conf"]
-    write_atomic(p, "agent {}\n", mode=0o600)
-    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
-
-
-def test_write_atomic_roundtrip_and_symlink(tmp_path, agent: HclConfig) -> None:
-    real = tmp_path / "real.conf"
-    real.write_text(AGENT_CONF)
-    link = tmp_path / "agent.conf"
-    link.symlink_to(real)
-    new = agent.without_setting("agent", "join_token")
-    write_atomic(link, new.text)
-    assert link.is_symlink()
-    assert HclConfig.load(link).text == new.text
-    assert HclConfig.load(real).sha256 == new.sha256
-
-
-def test_write_atomic_new_file_and_crlf_bytes(tmp_path) -> None:
-    p = tmp_path / "server.conf"
-    write_atomic(p, "a = 1\r\n")
-    assert p.read_bytes() == b"a = 1\r\n"
-    assert HclConfig.load(p).text == "a = 1\r\n"
 
 
 def test_guide_literal_phase4_agent_is_fixed_to_one_attestor() -> None:

@@ -8,7 +8,7 @@ import stat
 from html.parser import HTMLParser
 
 from spire_migration import html_report, timeline
-from spire_migration.checks import CheckResult
+from spire_migration.verdict import CheckResult
 from spire_migration.report import Run
 
 TOKEN = "0d1f5c2e-aaaa-bbbb-cccc-1234567890ab"

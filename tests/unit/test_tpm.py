@@ -11,11 +11,12 @@ import pytest
 
 from lab import swtpm
 from lab.devid import provision_devid
+from lab.measure import pcr_extend
 from spire_migration.errors import TPMError
 from spire_migration.target import TPMSpec
 from spire_migration.tpm import (
     check_devid_matches_tpm, devid_agent_id, ek_cert_chains_to, flush_transients,
-    open_tpm, pcr_extend, pcr_read, probe,
+    open_tpm, pcr_read, probe,
 )
 
 

@@ -44,10 +44,8 @@ def test_volumes_are_the_guides(phase: int) -> None:
     volumes = {v["name"]: v["hostPath"] for v in spec["volumes"]}
     assert volumes["spire-agent-socket"] == {"path": "/tmp/spire-agent/public/api.sock", "type": "Socket"}
     assert volumes["spire-agent-bin"] == {"path": "/opt/spire/bin/spire-agent", "type": "File"}
-    if phase == 3:
-        assert set(volumes) == {"spire-agent-socket", "spire-agent-bin"}
-    else:
-        assert volumes["tpm-device"] == {"path": "/dev/tpmrm0", "type": "CharDevice"}
+    # No TPM device in either phase: the guide's mount is optional, the app never opens it.
+    assert set(volumes) == {"spire-agent-socket", "spire-agent-bin"}
     mounts = {m["name"] for m in spec["containers"][0]["volumeMounts"]}
     assert mounts == set(volumes), "every volume is mounted, and only those"
 
@@ -87,3 +85,30 @@ def test_lab_variant_runs_on_the_real_node_with_the_socket_directory(phase: int)
     gpod = get_runtime(guide_target).manifest(phase, None)["spec"]["template"]["spec"]
     vol = next(v for v in gpod["volumes"] if v["name"] == "spire-agent-socket")
     assert vol["hostPath"] == {"path": "/run/lab/agent/public/api.sock", "type": "Socket"}
+
+
+@pytest.mark.parametrize("mount_tpm", [False, True])
+def test_the_tpm_device_is_mounted_only_when_the_target_asks(mount_tpm: bool) -> None:
+    """``[workload] mount_tpm`` (default false): the guide's optional /dev/tpmrm0 mount, opt-in,
+    in both runtimes and only in Phase 4."""
+    from spire_migration.runtimes import get_runtime
+    from spire_migration.target import Target
+
+    data = {"workload": {"spiffe_id": "spiffe://example.org/w", "mount_tpm": mount_tpm},
+            "tpm": {"device": "/dev/tpmrm0"}}
+    k8s = get_runtime(Target.from_dict({**data, "workload": {**data["workload"], "runtime": "kubernetes"}}))
+    for phase in (3, 4):
+        pod = k8s.manifest(phase, None)["spec"]["template"]["spec"]
+        vols = {v["name"]: v["hostPath"] for v in pod["volumes"]}
+        mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+        wanted = mount_tpm and phase == 4
+        assert ("tpm-device" in vols) is wanted and ("tpm-device" in mounts) is wanted
+        if wanted:
+            assert vols["tpm-device"] == {"path": "/dev/tpmrm0", "type": "CharDevice"}
+            assert mounts["tpm-device"]["mountPath"] == "/dev/tpmrm0" and mounts["tpm-device"]["readOnly"]
+    docker = get_runtime(Target.from_dict({**data, "workload": {**data["workload"], "runtime": "docker"}}))
+    for phase in (3, 4):
+        for cfg in docker._desired(phase, None, "sha256:x").values():
+            assert ("devices" in cfg) is (mount_tpm and phase == 4)
+            if "devices" in cfg:
+                assert cfg["devices"] == ["/dev/tpmrm0:/dev/tpmrm0:rw"]

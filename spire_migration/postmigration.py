@@ -1,7 +1,7 @@
 """The guide's Post-Migration Validation Checklist, as read-only checks.
 
 One function per checklist item (``post_check_1`` ... ``post_check_10``), each
-returning a :class:`~spire_migration.checks.CheckResult`. They cover the
+returning a :class:`~spire_migration.verdict.CheckResult`. They cover the
 guide's validation commands through APIs, never by scraping text:
 
 =========================================  ==========================================
@@ -25,11 +25,15 @@ from datetime import datetime
 from typing import Any
 
 from . import attestor, logs, services, tpm
-from .checks import CheckResult, _result, guarded, workload_entry_under_agent
+from .premigration import workload_entry_under_agent
 from .errors import MigrationError
+from .hclconfig import SpireConfig
 from .node import Node
+from .process import ProcInfo
 from .redact import redact
+from .spiffe_ids import is_join_token_agent
 from .spire import id_str, selector_strs
+from .verdict import CheckResult, check, guarded
 
 GUIDE_ISSUE_1 = ("guide Issue 1: verify the TPM device path in agent.conf, check the TPM device is accessible; "
                  "`pytest -m diagnose` names the cause")
@@ -67,42 +71,44 @@ def _since(journal_facts: dict[str, Any], *keys: str) -> datetime | None:
     return None
 
 
+def _running_with_config(node: Node, component: str) -> tuple[ProcInfo | None, bool, SpireConfig, list[str]]:
+    """The server's or the agent's process, whether it answers healthcheck, its config and NodeAttestors."""
+    if component == "server":
+        info, cli, cfg = node.server_proc(), node.server, node.server_config()
+    else:
+        info, cli, cfg = node.agent_proc(), node.agent, node.agent_config()
+    return info, info is not None and cli.healthy(), cfg, sorted(cfg.plugins("NodeAttestor"))
+
+
 # -- post_check_1 -------------------------------------------------------------------
 @guarded
 def server_with_tpm_attestor(node: Node) -> CheckResult:
     """SPIRE server running with the TPM node attestor."""
-    t = node.target
-    name = attestor.plugin_name(t)
-    info = node.server_proc()
-    healthy = info is not None and node.server.healthy()
-    attestors = sorted(node.server_config().plugins("NodeAttestor"))
+    t, name = node.target, attestor.plugin_name(node.target)
+    info, healthy, cfg, attestors = _running_with_config(node, "server")
     stale = info is not None and services.started_before(info, t.server.config)
     ok = healthy and name in attestors and not stale
     found = (f"no spire-server process (pid file {t.server.pid_file})" if info is None else
              f"pid {info.pid} {'healthy' if healthy else 'NOT healthy'}, NodeAttestors {attestors}"
              + (", started before its config was last written (runs an older config)" if stale else ""))
-    return _result("SPIRE server running with the TPM node attestor", ok,
-                   f"a healthy spire-server running {t.server.config} with NodeAttestor \"{name}\"", found,
-                   remedy=(f"start the server: {t.server_bin} run -config {t.server.config} (guide Step 6)"
-                           if info is None else
-                           f"restart the server so it reads {t.server.config} (guide Step 6)" if stale else
-                           f"add NodeAttestor \"{name}\" to {t.server.config} (guide Step 4)"),
-                   pid=info.pid if info else None, node_attestors=attestors, healthy=healthy)
+    return check("SPIRE server running with the TPM node attestor", ok,
+                 f"a healthy spire-server running {t.server.config} with NodeAttestor \"{name}\"", found,
+                 remedy=(f"start the server: {t.server_bin} run -config {t.server.config} (guide Step 6)"
+                         if info is None else
+                         f"restart the server so it reads {t.server.config} (guide Step 6)" if stale else
+                         f"add NodeAttestor \"{name}\" to {t.server.config} (guide Step 4)"),
+                 pid=info.pid if info else None, node_attestors=attestors, healthy=healthy)
 
 
 # -- post_check_2 -------------------------------------------------------------------
 @guarded
 def agent_with_tpm_attestor_only(node: Node) -> CheckResult:
     """SPIRE agent running with the TPM node attestor, and only it."""
-    t = node.target
-    name = attestor.plugin_name(t)
-    info = node.agent_proc()
-    healthy = info is not None and node.agent.healthy()
-    cfg = node.agent_config()
-    attestors = sorted(cfg.plugins("NodeAttestor"))
+    t, name = node.target, attestor.plugin_name(node.target)
+    info, healthy, cfg, attestors = _running_with_config(node, "agent")
     section = cfg.section("agent")
     token_keys = [k for k in ("join_token", "join_token_file") if k in section]
-    flag = info is not None and any(a == "-joinToken" or a.startswith("-joinToken=") for a in info.argv)
+    flag = info is not None and services.join_token_flag(info.argv) is not None
     problems = []
     if info is None:
         problems.append(f"no spire-agent process (pid file {t.agent.pid_file})")
@@ -125,11 +131,11 @@ def agent_with_tpm_attestor_only(node: Node) -> CheckResult:
         remedy = "restart the agent without -joinToken: with a join token it attests by join_token"
     else:
         remedy = f"read {t.agent.log}"
-    return _result("SPIRE agent running with the TPM node attestor only", ok,
-                   f"a healthy spire-agent, agent.conf with exactly NodeAttestor [\"{name}\"], no join token",
-                   "; ".join(problems) if problems else f"pid {info.pid} healthy, NodeAttestors {attestors}, no join token",
-                   remedy=remedy, pid=info.pid if info else None, node_attestors=attestors,
-                   argv=redact(" ".join(info.argv)) if info else None)
+    return check("SPIRE agent running with the TPM node attestor only", ok,
+                 f"a healthy spire-agent, agent.conf with exactly NodeAttestor [\"{name}\"], no join token",
+                 "; ".join(problems) if problems else f"pid {info.pid} healthy, NodeAttestors {attestors}, no join token",
+                 remedy=remedy, pid=info.pid if info else None, node_attestors=attestors,
+                 argv=redact(" ".join(info.argv)) if info else None)
 
 
 # -- post_check_3 -------------------------------------------------------------------
@@ -147,11 +153,11 @@ def agent_id_is_tpm(node: Node) -> CheckResult:
     found = ("the agent holds no SVID" if not ident else
              f"agent ID {redact(ident)}; " + (f"server lists attestation_type {record.get('attestation_type')!r}"
                                               if record else "not in the server's agent list"))
-    return _result("agent ID contains the TPM attestor path", ok,
-                   f"agent ID {want or prefix + '<hash>'}, attestation_type {t.attestor.profile}", found,
-                   remedy=GUIDE_ISSUE_1, agent_id=redact(ident or ""), expected_agent_id=want,
-                   devid_sha1=devid_sha1, attestation_type=(record or {}).get("attestation_type"),
-                   agent_count=len(node.agents))
+    return check("agent ID contains the TPM attestor path", ok,
+                 f"agent ID {want or prefix + '<hash>'}, attestation_type {t.attestor.profile}", found,
+                 remedy=GUIDE_ISSUE_1, agent_id=redact(ident or ""), expected_agent_id=want,
+                 devid_sha1=devid_sha1, attestation_type=(record or {}).get("attestation_type"),
+                 agent_count=len(node.agents))
 
 
 # -- post_check_4 -------------------------------------------------------------------
@@ -162,7 +168,7 @@ def workloads_under_right_parent(node: Node) -> CheckResult:
     listed = {id_str(a["id"]) for a in node.agents}
     orphans = [redact(id_str(e["spiffe_id"])) + " under " + redact(id_str(e["parent_id"]))
                for e in node.entries
-               if "/spire/agent/join_token/" in id_str(e["parent_id"]) and id_str(e["parent_id"]) not in listed]
+               if is_join_token_agent(id_str(e["parent_id"])) and id_str(e["parent_id"]) not in listed]
     ok = base.ok and not orphans
     found = base.found
     if not base.ok:
@@ -181,13 +187,13 @@ def workloads_under_right_parent(node: Node) -> CheckResult:
 
 # -- post_check_5 -------------------------------------------------------------------
 @guarded
-def workloads_fetch_svids(node: Node, check: dict[str, Any]) -> CheckResult:
+def workloads_fetch_svids(node: Node, fetch: dict[str, Any]) -> CheckResult:
     """The workload's instances run and fetch their SVID."""
     t = node.target
     instances = node.runtime.instances()
     running = [i for i in instances if i.state.lower() == "running"]
     phase4 = [i for i in running if i.phase == 4]
-    got = check.get("spiffe_id")
+    got = fetch.get("spiffe_id")
     ok = bool(phase4) and len(running) == len(instances) and got == t.workload.spiffe_id
     problems = []
     if not phase4:
@@ -195,26 +201,26 @@ def workloads_fetch_svids(node: Node, check: dict[str, Any]) -> CheckResult:
     elif len(running) != len(instances):
         problems.append(f"not all instances run: {[(i.name, i.state) for i in instances]}")
     if got != t.workload.spiffe_id:
-        problems.append(f"fetch gave {got!r}: {check.get('error') or check.get('found') or 'no SVID'}")
-    return _result("workloads run and fetch their SVIDs", ok,
-                   f"every instance running (phase 4) and an X.509 SVID {t.workload.spiffe_id} fetched now",
-                   "; ".join(problems) if problems else f"{len(running)} instance(s) running, fetched {got}",
-                   remedy=f"cause: {likely_cause(node)}" if not ok else "",
-                   instances=[f"{i.name}:{i.state}:phase{i.phase}" for i in instances], spiffe_id=got,
-                   fetch_ms=check.get("fetch_ms"))
+        problems.append(f"fetch gave {got!r}: {fetch.get('error') or fetch.get('found') or 'no SVID'}")
+    return check("workloads run and fetch their SVIDs", ok,
+                 f"every instance running (phase 4) and an X.509 SVID {t.workload.spiffe_id} fetched now",
+                 "; ".join(problems) if problems else f"{len(running)} instance(s) running, fetched {got}",
+                 remedy=f"cause: {likely_cause(node)}" if not ok else "",
+                 instances=[f"{i.name}:{i.state}:phase{i.phase}" for i in instances], spiffe_id=got,
+                 fetch_ms=fetch.get("fetch_ms"))
 
 
 # -- post_check_6 -------------------------------------------------------------------
 @guarded
-def mtls_works(node: Node, check: dict[str, Any]) -> CheckResult:
+def mtls_works(node: Node, fetch: dict[str, Any]) -> CheckResult:
     """mTLS between the workload's client and server works, both sides authorized by SPIFFE ID."""
     peer = node.target.workload.peer_id or node.target.workload.spiffe_id
-    ok = bool(check.get("verified")) and check.get("peer_id") == peer
-    found = (f"verified, peer {check.get('peer_id')}" if ok else
-             f"not verified: {check.get('error') or check.get('found') or 'no answer'}; peer {check.get('peer_id')!r}")
-    return _result("mTLS communication works", ok, f"an mTLS exchange verified, peer {peer}", found,
-                   remedy=f"cause: {likely_cause(node)}" if not ok else "",
-                   peer_id=check.get("peer_id"), verified=check.get("verified"))
+    ok = bool(fetch.get("verified")) and fetch.get("peer_id") == peer
+    found = (f"verified, peer {fetch.get('peer_id')}" if ok else
+             f"not verified: {fetch.get('error') or fetch.get('found') or 'no answer'}; peer {fetch.get('peer_id')!r}")
+    return check("mTLS communication works", ok, f"an mTLS exchange verified, peer {peer}", found,
+                 remedy=f"cause: {likely_cause(node)}" if not ok else "",
+                 peer_id=fetch.get("peer_id"), verified=fetch.get("verified"))
 
 
 # -- post_check_7 -------------------------------------------------------------------
@@ -228,7 +234,7 @@ def tpm_attestation_verified(node: Node) -> CheckResult:
     record = node.agent_record(ident) or {}
     sels = selector_strs(record)
     log_ok = False
-    for rec in logs.records(logs.read_lines(t.agent.log)):
+    for rec in logs.records(node.log_lines("agent")):
         if rec.get("msg") == "Node attestation was successful" and rec.get("spiffe_id") == ident:
             log_ok = True
     problems = []
@@ -241,12 +247,12 @@ def tpm_attestation_verified(node: Node) -> CheckResult:
     if not log_ok:
         problems.append(f"{t.agent.log} shows no 'Node attestation was successful' for this agent ID")
     ok = not problems
-    return _result("TPM attestation verified (verify_tpm.sh)", ok,
-                   f"agent {want or profile}, attestation_type {profile}, {profile}: selectors, "
-                   "attestation logged by the agent",
-                   "; ".join(problems) if problems else f"TPM ATTESTATION IS ACTIVE: {ident}",
-                   remedy=GUIDE_ISSUE_1, agent_id=redact(ident), selectors=sels,
-                   devid_sha1=tpm.cert_sha1(t.attestor.devid_cert) if profile == "tpm_devid" else None)
+    return check("TPM attestation verified (verify_tpm.sh)", ok,
+                 f"agent {want or profile}, attestation_type {profile}, {profile}: selectors, "
+                 "attestation logged by the agent",
+                 "; ".join(problems) if problems else f"TPM ATTESTATION IS ACTIVE: {ident}",
+                 remedy=GUIDE_ISSUE_1, agent_id=redact(ident), selectors=sels,
+                 devid_sha1=tpm.cert_sha1(t.attestor.devid_cert) if profile == "tpm_devid" else None)
 
 
 # -- post_check_8 -------------------------------------------------------------------
@@ -265,7 +271,7 @@ def no_errors_in_logs(node: Node, facts: dict[str, Any], reviewed_until: datetim
     found_errors: dict[str, list[str]] = {}
     counts = {}
     for name, path in (("server", t.server.log), ("agent", t.agent.log)):
-        errs = logs.errors_since(logs.read_lines(path), since)
+        errs = logs.errors_since(node.log_lines(name), since)
         counts[name] = len(errs)
         if errs:
             found_errors[str(path)] = [logs.summarize(r) for r in errs[-10:]]
@@ -274,11 +280,11 @@ def no_errors_in_logs(node: Node, facts: dict[str, Any], reviewed_until: datetim
              "; ".join(f"{n} error(s) in {p}, last: {lines[-1]}" for p, lines, n in
                        ((p, lines, counts["server" if p == str(t.server.log) else "agent"])
                         for p, lines in found_errors.items())))
-    return _result("no errors in the SPIRE logs since the migration", ok,
-                   f"no level=error/fatal/panic line since {basis}", found,
-                   remedy="read each listed error (the guide's Common Migration Issues); once reviewed, "
-                          "pass --logs-since <time> to audit from that point",
-                   since=since.isoformat() if since else None, error_counts=counts, errors=found_errors)
+    return check("no errors in the SPIRE logs since the migration", ok,
+                 f"no level=error/fatal/panic line since {basis}", found,
+                 remedy="read each listed error (the guide's Common Migration Issues); once reviewed, "
+                        "pass --logs-since <time> to audit from that point",
+                 since=since.isoformat() if since else None, error_counts=counts, errors=found_errors)
 
 
 # -- post_check_9 -------------------------------------------------------------------
@@ -301,24 +307,24 @@ def workload_logs_success(node: Node, facts: dict[str, Any]) -> CheckResult:
     ok = bool(fetched) and bool(verified) and not failing
     found = (f"fetched in {fetched or 'none'}; VERIFIED in {verified or 'none'}"
              + (f"; last exchange failed in {sorted(failing)}: {list(failing.values())[0][:200]}" if failing else ""))
-    return _result("application logs show successful operation", ok,
-                   "'Successfully fetched SVIDs' and 'VERIFIED' since the deploy, last exchange VERIFIED",
-                   redact(found), remedy=f"cause: {likely_cause(node)}" if not ok else "",
-                   since=since.isoformat() if since else None, instances=sorted(texts),
-                   last_lines=[redact(line[:200]) for line in last_outcome.values()])
+    return check("application logs show successful operation", ok,
+                 "'Successfully fetched SVIDs' and 'VERIFIED' since the deploy, last exchange VERIFIED",
+                 redact(found), remedy=f"cause: {likely_cause(node)}" if not ok else "",
+                 since=since.isoformat() if since else None, instances=sorted(texts),
+                 last_lines=[redact(line[:200]) for line in last_outcome.values()])
 
 
 # -- post_check_10 ------------------------------------------------------------------
 @guarded
-def performance(node: Node, check: dict[str, Any]) -> CheckResult:
+def performance(node: Node, fetch: dict[str, Any]) -> CheckResult:
     """SVID fetch latency is under the target's threshold."""
     limit = node.target.thresholds.svid_fetch_ms
-    ms = check.get("fetch_ms")
+    ms = fetch.get("fetch_ms")
     ok = ms is not None and float(ms) <= limit
     found = (f"SVID fetch took {float(ms):.1f} ms" if ms is not None else
-             f"no SVID fetched: {check.get('error') or check.get('found') or 'no answer'}")
+             f"no SVID fetched: {fetch.get('error') or fetch.get('found') or 'no answer'}")
     remedy = ("guide Issue 4: use /dev/tpmrm0 for better concurrency, cache SVIDs in the application, "
               "check agent CPU; or raise thresholds.svid_fetch_ms if the limit is too tight"
               if ms is not None else f"cause: {likely_cause(node)}")
-    return _result("performance acceptable (SVID fetch latency)", ok, f"fetch_ms <= {limit:g} (thresholds.svid_fetch_ms)",
-                   found, remedy=remedy, fetch_ms=ms, threshold_ms=limit)
+    return check("performance acceptable (SVID fetch latency)", ok, f"fetch_ms <= {limit:g} (thresholds.svid_fetch_ms)",
+                 found, remedy=remedy, fetch_ms=ms, threshold_ms=limit)
