@@ -12,6 +12,7 @@ from typing import Callable
 
 from spire_migration import process
 from ..errors import LabError
+from .gobuild import bin_dir
 
 
 def log_tail(path: Path, lines: int = 20) -> str:
@@ -37,8 +38,8 @@ def https_get(url: str, pki: Path | None, timeout: float = 3.0) -> tuple[int, st
 
 
 def running(kr: Path, name: str) -> process.ProcInfo | None:
-    """Component *name* of the directory *kr*, by its pid file."""
-    return process.find(name, kr / f"{name}.pid")
+    """Component *name* of the directory *kr*, by its pid file (and our build of its binary)."""
+    return process.find(bin_dir() / name, kr / f"{name}.pid")
 
 
 def start(kr: Path, name: str, argv: list[str]) -> process.ProcInfo:

@@ -96,7 +96,7 @@ def test_control_plane_is_real_and_kubectl_works(cluster):
 def test_step9_replaces_phase3_deployment_with_phase4(cluster):
     root, kubeconfig = cluster
     _phase3_deployment(kubeconfig)
-    rt = get_runtime(_target(kubeconfig))
+    rt = get_runtime(_target(kubeconfig, mount_tpm=True))   # the guide's optional TPM mount, opted in
     rt.check_reachable()
     before = rt.instances()
     assert before and all(i.phase == 3 for i in before), before
@@ -135,8 +135,8 @@ def test_invalid_volume_type_is_refused_by_the_api_server(cluster, tmp_path):
     docs = [d for d in yaml.safe_load_all((PROJECT / "workload/k8s/phase4/mtls-app.yaml").read_text()) if d]
     dep = next(d for d in docs if d["kind"] == "Deployment")
     for vol in dep["spec"]["template"]["spec"]["volumes"]:
-        if vol["name"] == "tpm-device":
-            vol["hostPath"]["type"] = "CharacterDevice"      # not a HostPathType
+        if vol["name"] == "spire-agent-socket":
+            vol["hostPath"]["type"] = "UnixSocket"           # not a HostPathType
     bad = tmp_path / "bad-mtls-app.yaml"
     bad.write_text(yaml.safe_dump(dep))
     rt = get_runtime(_target(kubeconfig, manifest_phase4=str(bad)))
@@ -148,7 +148,7 @@ def test_invalid_volume_type_is_refused_by_the_api_server(cluster, tmp_path):
     with pytest.raises(WorkloadError) as err:
         rt.deploy(4, AGENT_ID + "-other", timeout=60)
     text = str(err.value)
-    assert "refused" in text and "hostPath.type" in text and "CharacterDevice" in text, text
+    assert "refused" in text and "hostPath.type" in text and "UnixSocket" in text, text
     # Validated before anything was deleted: the running Deployment is untouched.
     still = apps.read_namespaced_deployment("mtls-app", "default")
     assert still.metadata.uid == had.metadata.uid
