@@ -9,7 +9,8 @@ from pathlib import Path
 
 from spire_migration.errors import MigrationError
 
-from . import core, kubernetes
+from . import core
+from .k8s import control_plane, gobuild
 from .layout import DEFAULT_ROOT, Layout
 from .spire_build import ensure_spire
 
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     p_exec.add_argument("command", nargs=argparse.REMAINDER)
     p_build = sub.add_parser("build", help="find or build the pinned SPIRE binaries; prints their directory")
     p_build.add_argument("--kubernetes", action="store_true", help="also build the Kubernetes control plane")
+    p_build.add_argument("--kubelet", action="store_true",
+                         help="also build the control plane and the kubelet (cgo)")
     for p in (p_up, p_down, sub.choices["status"], p_exec):
         p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=f"lab root (default {DEFAULT_ROOT})")
     args = parser.parse_args(argv)
@@ -44,31 +47,33 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "up":
             target = core.up(args.root, agents=args.agents, log=log)
             if args.kubernetes or args.kubelet:
-                log(f"kubeconfig: {kubernetes.up(args.root, log=log)}")
+                log(f"kubeconfig: {control_plane.up(args.root, log=log)}")
             if args.kubelet:
-                from . import kubelet
+                from .k8s import kubelet, pods
 
                 kubelet.up(args.root, log=log)
-                kubelet.attest_pods(args.root, core.target_for(Layout(args.root.resolve())), log=log)
+                pods.attest_pods(args.root, core.target_for(Layout(args.root.resolve())), log=log)
             print(target, flush=True)
         elif args.cmd == "down":
-            from . import kubelet
+            from .k8s import kubelet
 
             kubelet.down(args.root, log=log)
-            kubernetes.down(args.root, log=log)
+            control_plane.down(args.root, log=log)
             core.down(args.root, purge=args.purge, log=log)
         elif args.cmd == "status":
-            k8s = kubernetes.status(args.root) if kubernetes.kube_root(args.root).exists() else []
+            k8s = control_plane.status(args.root) if control_plane.kube_root(args.root).exists() else []
             print("\n".join(core.status(args.root) + k8s))
         elif args.cmd == "build":
             print(ensure_spire(log))
-            if args.kubernetes:
-                print(kubernetes.build(log))
+            if args.kubernetes or args.kubelet:
+                print(gobuild.build(log))
+            if args.kubelet:
+                print(gobuild.build_kubelet(log))
         elif args.cmd == "exec":
             cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
             if not cmd:
                 parser.error("exec needs a command: python -m lab exec -- CMD ...")
-            env = kubernetes.exec_env(args.root, core.exec_env(args.root, args.node))
+            env = control_plane.exec_env(args.root, core.exec_env(args.root, args.node))
             os.execvpe(cmd[0], cmd, env)
     except MigrationError as exc:
         print(f"lab {args.cmd}: {exc}", file=sys.stderr)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,6 +32,7 @@ from spire_migration.target import Target
 from . import configs, docker_engine, swtpm
 from .devid import provision_devid
 from .layout import DEFAULT_ROOT, PRIVATE_BASE, Layout, Node, private_base
+from .ports import free_port
 from .spire_build import SPIRE_VERSION, ensure_spire
 
 TRUST_DOMAIN = "example.org"
@@ -40,12 +40,6 @@ TRUST_DOMAIN = "example.org"
 AGENT_ALIAS = f"spiffe://{TRUST_DOMAIN}/agent"
 
 Log = Callable[[str], None]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load_state(lay: Layout) -> dict:
@@ -158,8 +152,8 @@ def up(root: Path, agents: int = 1, log: Log = print) -> Path:
     bin_dir = ensure_spire(log)
     names = [f"node-{i}" for i in range(1, agents + 1)]
     state = {"up": True, "trust_domain": TRUST_DOMAIN, "bin_dir": str(bin_dir),
-             "spire_version": SPIRE_VERSION, "server_port": _free_port(), "nodes": names,
-             "app_ports": {n: _free_port() for n in names}}
+             "spire_version": SPIRE_VERSION, "server_port": free_port(), "nodes": names,
+             "app_ports": {n: free_port() for n in names}}
     save_state(lay, state)
 
     # TPMs and DevIDs: what the hardware installer would have provisioned.

@@ -131,7 +131,7 @@ def start(root: Path, timeout: float = 30.0) -> str:
                    found=_log_tail(p["log"]), remedy="read the log")
 
 
-def _mounts_under(root: Path) -> list[str]:
+def mounts_under(root: Path) -> list[str]:
     root_s = str(Path(root).resolve())
     found = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -158,16 +158,21 @@ def stop(root: Path, timeout: float = 30.0) -> list[str]:
             time.sleep(0.1)
     if not Path(root).exists():
         return []
-    unmounted = _mounts_under(root)
+    unmounted = mounts_under(root)
     for mnt in unmounted:
         r = subprocess.run(["umount", mnt], capture_output=True, text=True)
         if r.returncode != 0:
             subprocess.run(["umount", "-l", mnt], capture_output=True, text=True)
-    left = _mounts_under(root)
+    left = mounts_under(root)
     if left:
         raise LabError("mounts left under the lab root", expected="none", found=", ".join(left),
                        remedy="umount them by hand")
     return unmounted
+
+
+def interpreter() -> str:
+    """The Python the workload runs with: this environment's (a venv's site-packages hold py-spiffe)."""
+    return os.path.join(os.path.realpath(sys.prefix), "bin", "python3")
 
 
 def python_mounts() -> list[str]:
@@ -178,7 +183,8 @@ def python_mounts() -> list[str]:
 
 
 def app_hash(app: Path = APP_FILE) -> str:
-    return hashlib.sha256(Path(app).read_bytes()).hexdigest()
+    """The image label: the app file and the interpreter the image's entrypoint names."""
+    return hashlib.sha256(Path(app).read_bytes() + interpreter().encode()).hexdigest()
 
 
 def _image_label(host: str, tag: str) -> str | None:
@@ -190,7 +196,7 @@ def _image_label(host: str, tag: str) -> str | None:
     return labels.get(HASH_LABEL)
 
 
-def _rootfs_tar(app: Path) -> bytes:
+def rootfs_tar(app: Path) -> bytes:
     buf = io.BytesIO()
     now = int(time.time())
 
@@ -232,7 +238,7 @@ def build_workload_image(docker_host: str, tag: str = DEFAULT_TAG, app: Path = A
     digest = app_hash(app)
     if _image_label(docker_host, tag) == digest:
         return _image_id(docker_host, tag)
-    python = os.path.join(os.path.realpath(sys.prefix), "bin", "python3")   # the venv's, if any
+    python = interpreter()
     changes = [
         f"LABEL {HASH_LABEL}={digest}",
         f"ENV PATH={os.path.dirname(python)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -245,7 +251,7 @@ def build_workload_image(docker_host: str, tag: str = DEFAULT_TAG, app: Path = A
     for c in changes:
         cmd += ["--change", c]
     cmd += ["-", tag]
-    r = subprocess.run(cmd, input=_rootfs_tar(app), capture_output=True, timeout=timeout)
+    r = subprocess.run(cmd, input=rootfs_tar(app), capture_output=True, timeout=timeout)
     if r.returncode != 0:
         raise LabError(f"docker import of {tag} failed", expected="exit 0",
                        found=r.stderr.decode(errors="replace").strip(), remedy="is the lab dockerd running?")

@@ -2,26 +2,28 @@
 # The main job: on this machine, bring up the swtpm lab (a real Phase 3 SPIRE node),
 # audit it, plan and migrate it to TPM attestation, retire join_token (finalize),
 # audit it again, prove a second migrate changes nothing, and print the reports.
-# Reports land in ./reports/. The lab is always taken down at the end.
+# Reports (Markdown and HTML) land in ./reports/. The lab is always taken down at the end.
+# Needs SPIRE, swtpm and dockerd only: setup builds no Kubernetes for it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh || exit 4
+PY="$PWD/.venv/bin/python"
 
 ROOT="${SPIRE_LAB_ROOT:-/tmp/spire-lab}"
 OUT="$PWD/reports"
 mkdir -p "$OUT"
-python3 -m lab down --root "$ROOT" >/dev/null 2>&1 || true
-trap 'python3 -m lab down --root "$ROOT" >/dev/null 2>&1' EXIT
+"$PY" -m lab down --root "$ROOT" >/dev/null 2>&1 || true
+trap '"$PY" -m lab down --root "$ROOT" >/dev/null 2>&1' EXIT
 
-TARGET=$(python3 -m lab up --root "$ROOT" | tail -n 1) || { echo "lab up failed"; exit 4; }
+TARGET=$("$PY" -m lab up --root "$ROOT" | tail -n 1) || { echo "lab up failed"; exit 4; }
 echo "lab target: $TARGET"
 
 status=0
 run() {  # name, marker, extra args
   local name=$1 marker=$2; shift 2
   echo; echo "=== pytest -m $marker ($name) ==="
-  python3 -m pytest -m "$marker" --target "$TARGET" -q -p no:cacheprovider \
-    --report "$OUT/$name.md" --junitxml "$OUT/$name.xml" --cucumberjson "$OUT/$name.cucumber.json" \
+  "$PY" -m pytest -m "$marker" --target "$TARGET" -q -p no:cacheprovider \
+    --report "$OUT/$name.md" --html "$OUT/$name.html" --junitxml "$OUT/$name.xml" --cucumberjson "$OUT/$name.cucumber.json" \
     --summary "$OUT/$name.summary.json" "$@" || status=$?
 }
 run 1-pre-migration validate
@@ -33,7 +35,8 @@ run 6-migrate-again migrate
 
 echo; echo "=== report: $OUT/3-migrate.md ==="; cat "$OUT/3-migrate.md"
 echo; echo "=== report: $OUT/5-post-migration.md ==="; cat "$OUT/5-post-migration.md"
-python3 - "$OUT" <<'PY'
+echo; echo "HTML reports (open in a browser): $OUT/3-migrate.html, $OUT/5-post-migration.html"
+"$PY" - "$OUT" <<'PY'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 for name in ("1-pre-migration", "2-plan", "3-migrate", "4-finalize", "5-post-migration", "6-migrate-again"):

@@ -52,6 +52,8 @@ def pytest_addoption(parser) -> None:
                     help="run summary JSON (default: <journal dir>/<node>/runs/<time>.json)")
     group.addoption("--report", action="store", default=None, metavar="FILE",
                     help="human report (Markdown) of every check with its evidence")
+    group.addoption("--html", action="store", default=None, metavar="FILE",
+                    help="the same report as one self-contained HTML page, with the run's timeline")
     group.addoption("--logs-since", action="store", default=None, metavar="ISO8601",
                     help="post_check_8: audit SPIRE log errors from this reviewed point on "
                          "(default: the migration, journal fact migrated_at)")

@@ -1,7 +1,7 @@
 """Real pods on a real kubelet, attested by SPIRE before and after the migration (issue 6, tier 2).
 
 The lab (swtpm, SPIRE 1.15.3, dockerd, Phase 3 join_token agent), the control plane of
-lab/kubernetes.py and a real node of lab/kubelet.py (kubelet v1.36.3 built from Go modules,
+lab/k8s/control_plane.py and a real node of lab/k8s/kubelet.py (kubelet v1.36.3 built from Go modules,
 a private containerd, bridge CNI). The agent gets SPIRE's ``k8s`` workload attestor (the
 kubelet's read-only port on 127.0.0.1) next to its docker one, and the workload is registered
 with ``k8s:ns:default`` and ``k8s:pod-label:app:mtls-demo`` under the agent's ID. Then:
@@ -14,30 +14,32 @@ with ``k8s:ns:default`` and ``k8s:pod-label:app:mtls-demo`` under the agent's ID
   logs ``Agent attestation: tpm_devid``, ``Successfully fetched SVIDs`` and ``VERIFIED``, and the
   agent's log shows it attested that pod's PID by its pod UID.
 
-Opt-in: SPIRE_LAB_KUBELET=1. The kubelet changes kernel sysctls while it runs (written back at
-the end) and needs the kubelet build (cgo; cached after the first run).
+Runs wherever the machine allows a kubelet (``lab.k8s.tier.detect``: root, cgroups, writable
+sysctls, containerd/runc/CNI from ``scripts/setup.sh --tests``); skipped with the reason
+elsewhere, or with SPIRE_LAB_KUBELET=0. The kubelet changes kernel sysctls while it runs
+(written back at the end, asserted) and needs the kubelet build (cgo; cached after the first run,
+``scripts/test.sh`` builds it up front).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
 
-from lab import kubelet
-from lab import kubernetes as k8s
+from lab.k8s import control_plane as k8s
+from lab.k8s import kubelet, pods, tier
 from spire_migration import services
 from spire_migration.spire import id_str
+
+_TIER = tier.detect()
 
 pytestmark = [
     pytest.mark.lab,
     pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("SPIRE_LAB_KUBELET") != "1",
-                       reason="needs SPIRE_LAB_KUBELET=1: runs a real kubelet (changes kernel sysctls "
-                              "until teardown; builds the kubelet with cgo on first use)"),
+    pytest.mark.skipif(_TIER.tier < 2, reason=_TIER.line()),
 ]
 
 
@@ -64,12 +66,15 @@ def test_real_pods_are_attested_and_verified_before_and_after_migration(make_lab
         target = lab.target
 
         t = time.monotonic()
-        phase3_agent = kubelet.attest_pods(root, target, log=print)
+        said: list[str] = []
+        phase3_agent = pods.attest_pods(root, target, log=lambda m: (said.append(m), print(m)))
         assert "/spire/agent/join_token/" in phase3_agent, phase3_agent
-        rt = kubelet.pod_runtime(root, target)
+        leaked = any(phase3_agent.rsplit("/", 1)[1] in m for m in said)
+        assert said and not leaked, "the join token (in the join_token agent ID) was printed"
+        rt = pods.pod_runtime(root, target)
         before = rt.deploy(3, None, timeout=120)
         assert len(before) == 1 and before[0].phase == 3 and before[0].state == "Running", before
-        pod = k8s._api(k8s.kubeconfig_path(root)).read_namespaced_pod(before[0].name, target.workload.namespace)
+        pod = k8s.core_api(k8s.kubeconfig_path(root)).read_namespaced_pod(before[0].name, target.workload.namespace)
         assert pod.spec.node_name == node["node"] != k8s.NODE_NAME   # the real node, not kwok's
         lines3 = _pod_lines(rt, before[0])
         timings["phase 3 pod verified"] = time.monotonic() - t
@@ -83,7 +88,7 @@ def test_real_pods_are_attested_and_verified_before_and_after_migration(make_lab
         assert "/spire/agent/tpm_devid/" in agent_id, agent_id
         entries = services.server_cli(target).entries()
         k8s_entries = [e for e in entries
-                       if sorted(f"{s['type']}:{s['value']}" for s in e["selectors"]) == sorted(kubelet.K8S_SELECTORS)]
+                       if sorted(f"{s['type']}:{s['value']}" for s in e["selectors"]) == sorted(pods.K8S_SELECTORS)]
         assert [id_str(e["parent_id"]) for e in k8s_entries] == [agent_id], k8s_entries
         assert phase3_agent not in {id_str(e["parent_id"]) for e in entries}
 

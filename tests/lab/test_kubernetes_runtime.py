@@ -1,7 +1,7 @@
 """The suite's `kubernetes` workload runtime against a real control plane (issue 6, tier 1).
 
 A genuine etcd 3.6, kube-apiserver, kube-controller-manager and kube-scheduler
-(built from Go modules by lab/kubernetes.py), with one kwok node standing in for
+(built from Go modules by lab/k8s/), with one kwok node standing in for
 the kubelet: pods are scheduled and reported Running/Ready at the API level, no
 container runs. Everything else is real: the Deployment and ReplicaSet
 controllers, garbage collection of the Phase 3 pods, the scheduler, admission
@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import kubernetes as k8s
+from lab.k8s import control_plane as k8s
+from lab.k8s import gobuild
 from spire_migration.errors import WorkloadError
 from spire_migration.runtimes import get_runtime
 from spire_migration.target import Target
@@ -82,10 +83,10 @@ def test_control_plane_is_real_and_kubectl_works(cluster):
     from kubernetes import client, config
 
     api = config.new_client_from_config(config_file=str(kubeconfig))
-    assert client.VersionApi(api).get_code().git_version == f"v{k8s.K8S_VERSION}"
+    assert client.VersionApi(api).get_code().git_version == f"v{gobuild.K8S_VERSION}"
     nodes = client.CoreV1Api(api).list_node().items
     assert [n.metadata.name for n in nodes] == [k8s.NODE_NAME]
-    out = subprocess.run([k8s.kubectl_path(), "get", "pods", "-A", "--kubeconfig", str(kubeconfig)],
+    out = subprocess.run([gobuild.kubectl_path(), "get", "pods", "-A", "--kubeconfig", str(kubeconfig)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert all(line.startswith("running (pid") or ": running (pid" in line
@@ -95,7 +96,7 @@ def test_control_plane_is_real_and_kubectl_works(cluster):
 def test_step9_replaces_phase3_deployment_with_phase4(cluster):
     root, kubeconfig = cluster
     _phase3_deployment(kubeconfig)
-    rt = get_runtime(_target(kubeconfig))
+    rt = get_runtime(_target(kubeconfig, mount_tpm=True))   # the guide's optional TPM mount, opted in
     rt.check_reachable()
     before = rt.instances()
     assert before and all(i.phase == 3 for i in before), before
@@ -134,8 +135,8 @@ def test_invalid_volume_type_is_refused_by_the_api_server(cluster, tmp_path):
     docs = [d for d in yaml.safe_load_all((PROJECT / "workload/k8s/phase4/mtls-app.yaml").read_text()) if d]
     dep = next(d for d in docs if d["kind"] == "Deployment")
     for vol in dep["spec"]["template"]["spec"]["volumes"]:
-        if vol["name"] == "tpm-device":
-            vol["hostPath"]["type"] = "CharacterDevice"      # not a HostPathType
+        if vol["name"] == "spire-agent-socket":
+            vol["hostPath"]["type"] = "UnixSocket"           # not a HostPathType
     bad = tmp_path / "bad-mtls-app.yaml"
     bad.write_text(yaml.safe_dump(dep))
     rt = get_runtime(_target(kubeconfig, manifest_phase4=str(bad)))
@@ -147,7 +148,7 @@ def test_invalid_volume_type_is_refused_by_the_api_server(cluster, tmp_path):
     with pytest.raises(WorkloadError) as err:
         rt.deploy(4, AGENT_ID + "-other", timeout=60)
     text = str(err.value)
-    assert "refused" in text and "hostPath.type" in text and "CharacterDevice" in text, text
+    assert "refused" in text and "hostPath.type" in text and "UnixSocket" in text, text
     # Validated before anything was deleted: the running Deployment is untouched.
     still = apps.read_namespaced_deployment("mtls-app", "default")
     assert still.metadata.uid == had.metadata.uid

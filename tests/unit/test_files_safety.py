@@ -371,7 +371,8 @@ def test_a_process_started_after_a_config_was_written_is_not_older_than_it(tmp_p
 
 # -- the lab's writers ------------------------------------------------------------------------------
 def test_the_lab_adds_the_k8s_attestor_through_the_config_editor(tmp_path):
-    from lab import configs, kubelet
+    from lab import configs
+    from lab.k8s import pods
     from lab.layout import Layout
 
     lay = Layout(tmp_path)
@@ -379,12 +380,12 @@ def test_the_lab_adds_the_k8s_attestor_through_the_config_editor(tmp_path):
     write_file(conf, configs.agent_conf(lay, lay.node("node-1"), "example.org", 8081, "unix:///d.sock"),
                mode=0o644)
     before = HclConfig.load(conf)
-    assert kubelet.add_k8s_attestor(conf, 10255)
+    assert pods.add_k8s_attestor(conf, 10255)
     cfg = HclConfig.load(conf)
     assert cfg.plugins("WorkloadAttestor")["k8s"] == {
         "plugin_data": {"kubelet_read_only_port": 10255, "use_new_container_locator": False}}
     assert cfg.without_plugin("WorkloadAttestor", "k8s").text == before.text, "the rest is unchanged"
-    assert not kubelet.add_k8s_attestor(conf, 10255)
-    assert kubelet.add_k8s_attestor(conf, 10256)
+    assert not pods.add_k8s_attestor(conf, 10255)
+    assert pods.add_k8s_attestor(conf, 10256)
     assert HclConfig.load(conf).plugins("WorkloadAttestor")["k8s"]["plugin_data"]["kubelet_read_only_port"] == 10256
     assert stat.S_IMODE(conf.stat().st_mode) == 0o644
