@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 4
 PY="$PWD/.venv/bin/python"
 
-ROOT="${SPIRE_LAB_ROOT:-/tmp/spire-lab}"
+ROOT="${SPIRE_LAB_ROOT:-/run/spire-lab/main}"   # lab roots live in a private 0700 folder
 OUT="$PWD/reports"
 mkdir -p "$OUT"
 "$PY" -m lab down --root "$ROOT" >/dev/null 2>&1 || true
@@ -19,17 +19,17 @@ TARGET=$("$PY" -m lab up --root "$ROOT" | tail -n 1) || { echo "lab up failed"; 
 echo "lab target: $TARGET"
 
 status=0
-run() {  # name, marker, extra args
-  local name=$1 marker=$2; shift 2
-  echo; echo "=== pytest -m $marker ($name) ==="
-  "$PY" -m pytest -m "$marker" --target "$TARGET" -q -p no:cacheprovider \
-    --report "$OUT/$name.md" --html "$OUT/$name.html" --junitxml "$OUT/$name.xml" --cucumberjson "$OUT/$name.cucumber.json" \
-    --summary "$OUT/$name.summary.json" "$@" || status=$?
+run() {  # name, command, extra args: the suite's entry point, live progress on the terminal
+  local name=$1 cmd=$2; shift 2
+  echo; echo "=== spire-migration $cmd $* ($name) ==="
+  "$PWD/.venv/bin/spire-migration" "$cmd" --target "$TARGET" \
+    --report "$OUT/$name.md" --html "$OUT/$name.html" --junitxml "$OUT/$name.xml" \
+    --cucumberjson "$OUT/$name.cucumber.json" --summary "$OUT/$name.summary.json" "$@" || status=$?
 }
 run 1-pre-migration validate
 run 2-plan migrate --plan
 run 3-migrate migrate
-run 4-finalize after_migration
+run 4-finalize finalize
 run 5-post-migration validate
 run 6-migrate-again migrate
 
