@@ -27,8 +27,8 @@ sys.path.insert(0, str(PROJECT))
 from lab import core  # noqa: E402
 from lab.layout import private_base  # noqa: E402
 from spire_migration import services  # noqa: E402
-from spire_migration.reregister import apply_reparent, plan_reparent  # noqa: E402
-from spire_migration.target import Target  # noqa: E402
+from spire_migration.procedures.reregister import apply_reparent, plan_reparent  # noqa: E402
+from spire_migration.config.target import Target  # noqa: E402
 
 PARENT_A = "spiffe://example.org/bench/parent-a"
 PARENT_B = "spiffe://example.org/bench/parent-b"

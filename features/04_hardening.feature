@@ -29,7 +29,7 @@ Feature: Security hardening
     Real SPIRE: no attestor emits the guide's `tpm:pcr:` selectors, so an entry that names one never
     matches; PCR bindings of the target (`[attestor] pcr_bindings`) are what a registration depends on.
     The suite: every PCR a registration depends on has an expected value recorded in the journal
-    (`python -m spire_migration.pcrs record`) that the TPM still reports (tpm2-pytss).
+    (`python -m spire_migration.checks.pcrs record`) that the TPM still reports (tpm2-pytss).
 
     Then every PCR a registration depends on has its expected value recorded and unchanged
 

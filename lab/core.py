@@ -21,13 +21,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from spire_migration import process, services
+from spire_migration.node import process
+from spire_migration.node import services
 from .errors import LabError
 from spire_migration.fileio import write_file
 from spire_migration.errors import TargetError
 from spire_migration.fsperm import check_trusted_path
-from spire_migration.runtimes import get_runtime
-from spire_migration.target import Target
+from spire_migration.node.runtimes import get_runtime
+from spire_migration.config.target import Target
 
 from . import configs, docker_engine, swtpm
 from .devid import provision_devid

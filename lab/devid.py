@@ -23,8 +23,8 @@ from tpm2_pytss import TPM2B_PUBLIC, TPM2B_SENSITIVE_CREATE, TPMT_PUBLIC, TSS2_E
 from .errors import LabError
 from spire_migration.errors import TPMError
 from spire_migration.fileio import write_file
-from spire_migration.target import TPMSpec
-from spire_migration.tpm import DEVID_ATTRIBUTES, create_srk, devid_agent_id, open_tpm
+from spire_migration.config.target import TPMSpec
+from spire_migration.node.tpm import DEVID_ATTRIBUTES, create_srk, devid_agent_id, open_tpm
 
 __all__ = ["DevIDFiles", "provision_devid", "devid_ca", "devid_agent_id"]
 

@@ -13,13 +13,14 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from spire_migration import attestor, services
+from spire_migration.config import attestor
+from spire_migration.node import services
 from .errors import LabError
 from spire_migration.fileio import write_file
-from spire_migration.hclconfig import HclConfig
-from spire_migration.locks import server_lock
-from spire_migration.target import Target
-from spire_migration.tpm import devid_agent_id, flush_transients
+from spire_migration.config.hclconfig import HclConfig
+from spire_migration.records.locks import server_lock
+from spire_migration.config.target import Target
+from spire_migration.node.tpm import devid_agent_id, flush_transients
 
 
 def _throwaway_agent_conf(t: Target, lab_agent_conf: Path) -> str:

@@ -32,7 +32,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from spire_migration import process
+from spire_migration.node import process
 from .errors import LabError
 
 APP_FILE = Path(__file__).resolve().parent.parent / "workload" / "mtls_app.py"

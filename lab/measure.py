@@ -1,6 +1,6 @@
 """Simulated measurements on the lab's swtpm: what a firmware update or a reboot does to a PCR.
 
-The library only reads PCRs (spire_migration.tpm.pcr_read); changing them is
+The library only reads PCRs (spire_migration.node.tpm.pcr_read); changing them is
 the lab's business, to show the checks that a PCR moved.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from tpm2_pytss import ESYS_TR, TPM2B_EVENT, TSS2_Exception
 
 from .errors import LabError
-from spire_migration.target import TPMSpec
-from spire_migration.tpm import open_tpm
+from spire_migration.config.target import TPMSpec
+from spire_migration.node.tpm import open_tpm
 
 
 def _pcr(index: int) -> int:

@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from spire_migration import process
+from spire_migration.node import process
 from .errors import LabError
 from spire_migration.fileio import write_file
 

@@ -20,10 +20,10 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import MigrationError
-from .fsperm import check_trusted_path
-from .pytest_options import PACKAGE_INI, config_near, foreign_config_message
-from .target import check_node_name
+from spire_migration.errors import MigrationError
+from spire_migration.fsperm import check_trusted_path
+from spire_migration.pytest_options import PACKAGE_INI, config_near, foreign_config_message
+from spire_migration.config.target import check_node_name
 
 #: subcommand -> the scenarios' marker
 MARKERS = {"migrate": "migrate", "validate": "validate", "rollback": "rollback",

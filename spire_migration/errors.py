@@ -27,7 +27,7 @@ class MigrationError(Exception):
         self.remedy = remedy
 
     def __str__(self) -> str:
-        from .redact import redact
+        from spire_migration.redact import redact
 
         lines = [self.message]
         if self.expected is not None:

@@ -44,7 +44,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from .errors import FileError
+from spire_migration.errors import FileError
 
 NEW_FILE_MODE = 0o600
 _TRUSTED = {0, os.geteuid()}

@@ -28,7 +28,7 @@ import pwd
 import stat
 from pathlib import Path
 
-from .errors import MigrationError, TargetError
+from spire_migration.errors import MigrationError, TargetError
 
 
 def _owner(uid: int) -> str:

@@ -111,9 +111,9 @@ def check_run(config) -> None:
     """Stop (exit 4) a run of the suite whose config is foreign, or whose target is not trusted."""
     import pytest
 
-    from .errors import MigrationError
-    from .fsperm import check_trusted_path
-    from .target import check_node_name
+    from spire_migration.errors import MigrationError
+    from spire_migration.fsperm import check_trusted_path
+    from spire_migration.config.target import check_node_name
 
     ns = config.known_args_namespace
     target, node = getattr(ns, "target", None), getattr(ns, "node", None)

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-from .errors import MigrationError
+from spire_migration.errors import MigrationError
 
 T = TypeVar("T")
 

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .redact import fingerprint, register_secret
+from spire_migration.redact import fingerprint, register_secret
 
 
 class Secret:

@@ -24,8 +24,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
-from .errors import MigrationError
-from .redact import redact, redact_obj
+from spire_migration.errors import MigrationError
+from spire_migration.redact import redact, redact_obj
 
 F = TypeVar("F", bound=Callable[..., "CheckResult"])
 

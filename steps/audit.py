@@ -1,12 +1,12 @@
-"""Beyond the guide, what an auditor asks: thin steps over spire_migration.audit, per host."""
+"""Beyond the guide, what an auditor asks: thin steps over spire_migration.checks.audit, per host."""
 
 from __future__ import annotations
 
 import pytest
 from pytest_bdd import given, then
 
-from spire_migration import audit
-from spire_migration.node import Node, Phase
+from spire_migration.checks import audit
+from spire_migration.node.facade import Node, Phase
 
 from .common import require
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pytest_bdd import given, parsers
 
-from spire_migration.node import Node, Phase
+from spire_migration.node.facade import Node, Phase
 
 
 @given("the target node")

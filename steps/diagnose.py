@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pytest_bdd import parsers, then, when
 
-from spire_migration import diagnose
-from spire_migration.diagnose import Diagnosis
-from spire_migration.journal import Journal
-from spire_migration.node import Node
+from spire_migration.checks import diagnose
+from spire_migration.checks.diagnose import Diagnosis
+from spire_migration.records.journal import Journal
+from spire_migration.node.facade import Node
 from spire_migration.verdict import CheckResult
 
 

@@ -1,16 +1,16 @@
 """Strategy 2 (gradual migration, dual attestation) and finalize: thin steps over
-:mod:`spire_migration.gradual_proofs` and :mod:`spire_migration.finalize`."""
+:mod:`spire_migration.checks.gradual_proofs` and :mod:`spire_migration.procedures.finalize`."""
 
 from __future__ import annotations
 
 import pytest
 from pytest_bdd import given, then, when
 
-from spire_migration import finalize as fin
-from spire_migration import gradual_proofs as proofs
-from spire_migration.journal import Journal
-from spire_migration.node import Node
-from spire_migration.target import Target
+from spire_migration.procedures import finalize as fin
+from spire_migration.checks import gradual_proofs as proofs
+from spire_migration.records.journal import Journal
+from spire_migration.node.facade import Node
+from spire_migration.config.target import Target
 from spire_migration.verdict import StepResult
 
 from .common import prove, require

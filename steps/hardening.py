@@ -1,12 +1,12 @@
-"""The guide's Security Hardening list: thin steps over spire_migration.hardening, per host."""
+"""The guide's Security Hardening list: thin steps over spire_migration.checks.hardening, per host."""
 
 from __future__ import annotations
 
 import pytest
 from pytest_bdd import given, then
 
-from spire_migration import hardening
-from spire_migration.node import Node
+from spire_migration.checks import hardening
+from spire_migration.node.facade import Node
 
 from .common import require
 

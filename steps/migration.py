@@ -1,6 +1,6 @@
 """The guide's Step-by-Step Migration: When performs the step, Then proves its result.
 
-Each Then calls one proof of :mod:`spire_migration.migration_proofs` and records
+Each Then calls one proof of :mod:`spire_migration.checks.migration_proofs` and records
 it (with its evidence) for the reports; a dry run (--plan) changed nothing, so
 there is nothing to prove.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 import pytest
 from pytest_bdd import given, then, when
 
-from spire_migration import migration_proofs as proofs
-from spire_migration import postmigration
-from spire_migration.journal import Journal
-from spire_migration.migration import Migration
-from spire_migration.node import Node
-from spire_migration.steprun import StepResult
-from spire_migration.target import Target
+from spire_migration.checks import migration_proofs as proofs
+from spire_migration.checks import postmigration
+from spire_migration.records.journal import Journal
+from spire_migration.procedures.migration import Migration
+from spire_migration.node.facade import Node
+from spire_migration.procedures.steprun import StepResult
+from spire_migration.config.target import Target
 
 from .common import prove
 

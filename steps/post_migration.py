@@ -1,4 +1,4 @@
-"""The guide's Post-Migration Validation checklist: thin steps over spire_migration.postmigration."""
+"""The guide's Post-Migration Validation checklist: thin steps over spire_migration.checks.postmigration."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from pytest_bdd import then
 
-from spire_migration import postmigration
-from spire_migration.journal import Journal
-from spire_migration.logs import parse_time
-from spire_migration.node import Node
+from spire_migration.checks import postmigration
+from spire_migration.records.journal import Journal
+from spire_migration.node.logs import parse_time
+from spire_migration.node.facade import Node
 
 from .common import require
 

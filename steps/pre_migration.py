@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pytest_bdd import then
 
-from spire_migration import premigration
-from spire_migration.journal import Journal
-from spire_migration.node import Node
+from spire_migration.checks import premigration
+from spire_migration.records.journal import Journal
+from spire_migration.node.facade import Node
 
 from .common import require
 

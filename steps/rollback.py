@@ -1,6 +1,6 @@
 """The guide's Rollback Procedure: When performs the step, Then proves its result.
 
-Each Then calls one proof of :mod:`spire_migration.rollback_proofs` (step 4 the
+Each Then calls one proof of :mod:`spire_migration.checks.rollback_proofs` (step 4 the
 pre-migration checks) and records it with its evidence for the reports.
 """
 
@@ -9,13 +9,13 @@ from __future__ import annotations
 import pytest
 from pytest_bdd import given, then, when
 
-from spire_migration import premigration as checks
-from spire_migration import rollback_proofs as proofs
-from spire_migration.journal import Journal
-from spire_migration.node import Node
-from spire_migration.rollback import Rollback
-from spire_migration.steprun import StepResult
-from spire_migration.target import Target
+from spire_migration.checks import premigration as checks
+from spire_migration.checks import rollback_proofs as proofs
+from spire_migration.records.journal import Journal
+from spire_migration.node.facade import Node
+from spire_migration.procedures.rollback import Rollback
+from spire_migration.procedures.steprun import StepResult
+from spire_migration.config.target import Target
 
 from .common import prove, require
 

@@ -19,7 +19,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from spire_migration import process
+from spire_migration.node import process
 from ..errors import LabError
 
 from .. import docker_engine

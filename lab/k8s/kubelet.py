@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from spire_migration import process
+from spire_migration.node import process
 from ..errors import LabError
 
 from .. import docker_engine

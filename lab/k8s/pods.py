@@ -47,7 +47,7 @@ def add_k8s_attestor(agent_conf: Path, read_only_port: int) -> bool:
 
     Returns True when the file changed (the agent must be restarted to load it).
     """
-    from spire_migration.hclconfig import HclConfig
+    from spire_migration.config.hclconfig import HclConfig
 
     cfg = HclConfig.load(agent_conf)
     if "docker" not in cfg.plugins("WorkloadAttestor"):
@@ -64,7 +64,7 @@ def attest_pods(lab_root: Path, target, *, log: Log = print) -> str:
     """Have *target*'s agent attest the pods of the lab's kubelet node: add the ``k8s`` workload
     attestor (restarting the agent when its config changed) and register the workload with
     :data:`K8S_SELECTORS` under the agent's ID (once). Returns the agent's SPIFFE ID."""
-    from spire_migration import services
+    from spire_migration.node import services
 
     state = node_state(lab_root)
     if not state:
@@ -93,7 +93,7 @@ def attest_pods(lab_root: Path, target, *, log: Log = print) -> str:
 
 def pod_runtime(lab_root: Path, target):
     """The suite's ``kubernetes`` runtime for the real node: the lab's cluster and manifests."""
-    from spire_migration.runtimes import get_runtime
+    from spire_migration.node.runtimes import get_runtime
 
     workload = dataclasses.replace(target.workload, runtime="kubernetes",
                                    kubeconfig=control_plane.kubeconfig_path(lab_root),

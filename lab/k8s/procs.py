@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from spire_migration import process
+from spire_migration.node import process
 from ..errors import LabError
 from .gobuild import bin_dir
 

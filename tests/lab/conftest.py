@@ -22,7 +22,7 @@ import pytest
 
 from lab import core
 from lab.layout import private_base
-from spire_migration.target import Target
+from spire_migration.config.target import Target
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -18,11 +18,12 @@ import pytest
 from lab import swtpm
 from lab.layout import Layout
 from lab import measure
-from spire_migration import pcrs, services
-from spire_migration.hclconfig import HclConfig
-from spire_migration.journal import Journal
+from spire_migration.checks import pcrs
+from spire_migration.node import services
+from spire_migration.config.hclconfig import HclConfig
+from spire_migration.records.journal import Journal
 from spire_migration.retry import poll
-from spire_migration.target import Target
+from spire_migration.config.target import Target
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from spire_migration import services
-from spire_migration.hclconfig import HclConfig
-from spire_migration.node import Node, Phase
-from spire_migration.runtimes import get_runtime
-from spire_migration.target import Target
+from spire_migration.node import services
+from spire_migration.config.hclconfig import HclConfig
+from spire_migration.node.facade import Node, Phase
+from spire_migration.node.runtimes import get_runtime
+from spire_migration.config.target import Target
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from spire_migration.report import guide_id
+from spire_migration.records.report import guide_id
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("chromium") is None,

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from spire_migration import services
-from spire_migration.hclconfig import HclConfig, load_config
+from spire_migration.node import services
+from spire_migration.config.hclconfig import HclConfig, load_config
 
 pytestmark = pytest.mark.lab
 

@@ -31,8 +31,8 @@ import pytest
 
 from lab.k8s import control_plane as k8s
 from lab.k8s import kubelet, pods, tier
-from spire_migration import services
-from spire_migration.spire import id_str
+from spire_migration.node import services
+from spire_migration.node.spire import id_str
 
 _TIER = tier.detect()
 

@@ -20,8 +20,8 @@ import yaml
 from lab.k8s import control_plane as k8s
 from lab.k8s import gobuild
 from spire_migration.errors import WorkloadError
-from spire_migration.runtimes import get_runtime
-from spire_migration.target import Target
+from spire_migration.node.runtimes import get_runtime
+from spire_migration.config.target import Target
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

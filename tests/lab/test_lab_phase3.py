@@ -10,9 +10,9 @@ import pytest
 
 from lab import core
 from lab.devid_proof import prove_devid
-from spire_migration import services
-from spire_migration.runtimes import get_runtime
-from spire_migration.tpm import devid_agent_id
+from spire_migration.node import services
+from spire_migration.node.runtimes import get_runtime
+from spire_migration.node.tpm import devid_agent_id
 
 pytestmark = pytest.mark.lab
 

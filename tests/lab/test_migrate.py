@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from spire_migration import services
-from spire_migration.faults import ENV as KILL_AT
-from spire_migration.reregister import moved_content
-from spire_migration.spire import entry_content, id_str
+from spire_migration.node import services
+from spire_migration.procedures.faults import ENV as KILL_AT
+from spire_migration.procedures.reregister import moved_content
+from spire_migration.node.spire import entry_content, id_str
 
 pytestmark = pytest.mark.lab
 
@@ -34,7 +34,7 @@ def _node_state(lab) -> tuple:
                      for e in server.entries())
     agents = sorted(id_str(a["id"]) for a in server.agents())
     procs = (services.server_proc(t).pid, services.agent_proc(t).pid)
-    containers = sorted(i.id for i in __import__("spire_migration.runtimes", fromlist=["x"]).get_runtime(t).instances())
+    containers = sorted(i.id for i in __import__("spire_migration.node.runtimes", fromlist=["x"]).get_runtime(t).instances())
     return entries, agents, procs, containers
 
 

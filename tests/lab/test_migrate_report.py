@@ -18,8 +18,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from spire_migration import services
-from spire_migration.spire import id_str
+from spire_migration.node import services
+from spire_migration.node.spire import id_str
 
 pytestmark = pytest.mark.lab
 

@@ -15,9 +15,9 @@ import shutil
 
 import pytest
 
-from spire_migration import services
-from spire_migration.faults import FAIL_AT
-from spire_migration.journal import Journal
+from spire_migration.node import services
+from spire_migration.procedures.faults import FAIL_AT
+from spire_migration.records.journal import Journal
 
 pytestmark = pytest.mark.lab
 

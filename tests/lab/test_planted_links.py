@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from spire_migration import services
-from spire_migration.node import Node, Phase
+from spire_migration.node import services
+from spire_migration.node.facade import Node, Phase
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

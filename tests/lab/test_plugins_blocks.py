@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from lab.spire_build import find_spire
-from spire_migration.hclconfig import HclConfig
+from spire_migration.config.hclconfig import HclConfig
 
 pytestmark = pytest.mark.lab
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from spire_migration import services
-from spire_migration.node import Node, Phase
-from spire_migration.spire import entry_content, id_str
-from spire_migration.target import Target
+from spire_migration.node import services
+from spire_migration.node.facade import Node, Phase
+from spire_migration.node.spire import entry_content, id_str
+from spire_migration.config.target import Target
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from lab import core
-from spire_migration import services
+from spire_migration.node import services
 from spire_migration.redact import fingerprint
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]

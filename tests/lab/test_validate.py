@@ -23,10 +23,11 @@ import pytest
 
 from lab import measure
 from lab.layout import private_base
-from spire_migration import services, tpm
-from spire_migration.hclconfig import HclConfig
+from spire_migration.node import services
+from spire_migration.node import tpm
+from spire_migration.config.hclconfig import HclConfig
 from spire_migration.fileio import write_file
-from spire_migration.spire import id_str, to_create_data
+from spire_migration.node.spire import id_str, to_create_data
 
 
 def _load_lab_helpers():
@@ -105,8 +106,8 @@ def _assert_only(run: SuiteRun, failing: str, needles: list[str], dependents: di
 
 def _wait_workload(lab: Lab, timeout: float = 60, verified: bool = True) -> None:
     """Poll until the workload's `check` mode verifies again (after a restore), or fails (after a break)."""
-    from spire_migration.node import Node
-    from spire_migration.postmigration import workload_check
+    from spire_migration.node.facade import Node
+    from spire_migration.checks.postmigration import workload_check
 
     deadline = time.monotonic() + timeout
     while True:
@@ -146,7 +147,7 @@ def test_after_migrate_validate_passes_with_evidence_and_reports(vlab: Lab):
                       {"type": "docker", "value": "label:io.kubernetes.container.name:pcr-demo"}]}])
     assert not res.failed
     import subprocess
-    rec = subprocess.run([sys.executable, "-m", "spire_migration.pcrs", "record", "--target", str(vlab.target_path),
+    rec = subprocess.run([sys.executable, "-m", "spire_migration.checks.pcrs", "record", "--target", str(vlab.target_path),
                           "--note", "lab baseline"], capture_output=True, text=True)
     assert rec.returncode == 0, rec.stderr
 

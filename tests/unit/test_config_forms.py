@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from spire_migration import attestor
+from spire_migration.config import attestor
 from spire_migration.errors import ConfigError
-from spire_migration.hclconfig import HclConfig, JsonConfig, load_config, parse_config
-from spire_migration.target import Target
+from spire_migration.config.hclconfig import HclConfig, JsonConfig, load_config, parse_config
+from spire_migration.config.target import Target
 
 TPM_BODY = 'plugin_data {\n    devid_ca_path = "/ca.pem"\n    endorsement_ca_path = "/ek.pem"\n}'
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from spire_migration import attestor
+from spire_migration.config import attestor
 from spire_migration.errors import ConfigError
-from spire_migration.hclconfig import HclConfig
-from spire_migration.target import Target
+from spire_migration.config.hclconfig import HclConfig
+from spire_migration.config.target import Target
 
 SERVER = 'server {\n  trust_domain = "example.org"\n}\nplugins {\n  NodeAttestor "join_token" {\n' \
          '    plugin_data {}\n  }\n}\n'

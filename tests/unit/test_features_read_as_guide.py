@@ -15,7 +15,7 @@ from pytest_bdd.parser import FeatureParser
 from pytest_bdd.steps import step_function_context_registry
 
 from fixtures import suite
-from spire_migration import traceability as tr
+from spire_migration.records import traceability as tr
 
 LABELS = ("The guide:", "Real SPIRE:", "The suite:")
 

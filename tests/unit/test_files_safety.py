@@ -19,16 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from spire_migration import locks, process, services
+from spire_migration.records import locks
+from spire_migration.node import process
+from spire_migration.node import services
 from spire_migration.errors import FileError, JournalError, MigrationError
 from spire_migration.fileio import write_file
-from spire_migration.finalize import finalize
-from spire_migration.hclconfig import HclConfig
-from spire_migration.journal import Journal
-from spire_migration.locks import server_lock
-from spire_migration.migration import Migration
-from spire_migration.rollback import Rollback
-from spire_migration.target import Target
+from spire_migration.procedures.finalize import finalize
+from spire_migration.config.hclconfig import HclConfig
+from spire_migration.records.journal import Journal
+from spire_migration.records.locks import server_lock
+from spire_migration.procedures.migration import Migration
+from spire_migration.procedures.rollback import Rollback
+from spire_migration.config.target import Target
 
 VICTIM = b"root:x:0:0:the file a local user wants root to overwrite\n"
 NOBODY, NOGROUP = 65534, 65534
@@ -196,7 +198,7 @@ def test_a_run_that_read_the_journal_before_the_lock_does_not_lose_the_other_run
 HOLD = """
 import sys, time
 from pathlib import Path
-from spire_migration.journal import Journal
+from spire_migration.records.journal import Journal
 with Journal(Path(sys.argv[1])).lock():
     print("held", flush=True)
     time.sleep(60)
@@ -283,7 +285,7 @@ def test_write_file_refuses_what_is_not_a_regular_file(tmp_path):
 HOLD_SERVER = """
 import sys, time
 from pathlib import Path
-from spire_migration.locks import server_lock
+from spire_migration.records.locks import server_lock
 with server_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(60)

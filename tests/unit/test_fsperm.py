@@ -17,8 +17,8 @@ import pytest
 
 from spire_migration.errors import JournalError, TargetError
 from spire_migration.fsperm import check_private_dir, check_trusted_path
-from spire_migration.journal import Journal
-from spire_migration.target import Target
+from spire_migration.records.journal import Journal
+from spire_migration.config.target import Target
 
 PROJECT = Path(__file__).resolve().parents[2]
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")

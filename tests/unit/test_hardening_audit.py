@@ -8,11 +8,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from spire_migration import audit, hardening, report
-from spire_migration.hostview import FileStat, HostView
-from spire_migration.node import Node
-from spire_migration.report import Run
-from spire_migration.target import Target
+from spire_migration.checks import audit
+from spire_migration.checks import hardening
+from spire_migration.records import report
+from spire_migration.node.view import FileStat, HostView
+from spire_migration.node.facade import Node
+from spire_migration.records.report import Run
+from spire_migration.config.target import Target
 from spire_migration.verdict import CheckResult
 
 AGENT_CONF = '''agent { data_dir = "/d" }

@@ -8,9 +8,9 @@ import difflib
 import hcl2
 import pytest
 
-from spire_migration import hclconfig
+from spire_migration.config import hclconfig
 from spire_migration.errors import ConfigError
-from spire_migration.hclconfig import HclConfig
+from spire_migration.config.hclconfig import HclConfig
 
 # The guide's Phase 3 server.conf, as an operator keeps it: comments everywhere,
 # one of them mentioning the Phase 4 block, a string with braces, a block comment

@@ -1,4 +1,4 @@
-"""The HTML report (spire_migration/html_report.py): same data as the Markdown one, escaped and
+"""The HTML report (spire_migration/records/html_report.py): same data as the Markdown one, escaped and
 redacted, with one row per node and the run's timeline."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ import re
 import stat
 from html.parser import HTMLParser
 
-from spire_migration import html_report, timeline
+from spire_migration.records import html_report
+from spire_migration.records import timeline
 from spire_migration.verdict import CheckResult
-from spire_migration.report import Run
+from spire_migration.records.report import Run
 
 TOKEN = "0d1f5c2e-aaaa-bbbb-cccc-1234567890ab"
 

@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from spire_migration import process
+from spire_migration.node import process
 from spire_migration.errors import JournalError, TargetError
-from spire_migration.guide_lint import lint
-from spire_migration.hclconfig import HclConfig
-from spire_migration.journal import Journal
+from spire_migration.config.guide_lint import lint
+from spire_migration.config.hclconfig import HclConfig
+from spire_migration.records.journal import Journal
 from spire_migration.redact import redact, redact_obj, register_secret
-from spire_migration.reregister import moved_content, plan_reparent
-from spire_migration.target import Target
+from spire_migration.procedures.reregister import moved_content, plan_reparent
+from spire_migration.config.target import Target
 
 TD = "example.org"
 OLD = "spiffe://example.org/spire/agent/join_token/1234abcd-0000-1111-2222-333344445555"

@@ -2,8 +2,9 @@
 
 from datetime import datetime, timezone
 
-from spire_migration import logs, pcrs
-from spire_migration.target import Target
+from spire_migration.node import logs
+from spire_migration.checks import pcrs
+from spire_migration.config.target import Target
 
 LINES = [
     'time="2026-11-28T23:07:08Z" level=error msg="No identity issued" method=FetchX509SVID pid=7378',

@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from spire_migration.hostview import FileStat, HostView
-from spire_migration.node import Node, Phase
-from spire_migration.spiffe_ids import agent_kind, is_join_token_agent, is_tpm_agent
-from spire_migration.target import Target
+from spire_migration.node.view import FileStat, HostView
+from spire_migration.node.facade import Node, Phase
+from spire_migration.node.spiffe_ids import agent_kind, is_join_token_agent, is_tpm_agent
+from spire_migration.config.target import Target
 
 CONF = 'agent {{ data_dir = "/d" }}\nplugins {{\n{plugins}\n}}\n'
 JT = 'NodeAttestor "join_token" { plugin_data {} }'

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import time
 
-from spire_migration import process
+from spire_migration.node import process
 
 
 def test_start_time_is_not_before_the_spawn():

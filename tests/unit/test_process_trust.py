@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from spire_migration import process
+from spire_migration.node import process
 from spire_migration.retry import poll
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from spire_migration.verdict import CheckResult
-from spire_migration.process import ProcInfo
+from spire_migration.node.process import ProcInfo
 from spire_migration.redact import redact, redact_argv, redact_obj
 from spire_migration.secret import Secret
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from spire_migration.diagnose import Diagnosis, TPM2_CLEAR_WARNING
+from spire_migration.checks.diagnose import Diagnosis, TPM2_CLEAR_WARNING
 from spire_migration.errors import JournalError
-from spire_migration.journal import Journal
-from spire_migration.rollback import Rollback, backup_path
-from spire_migration.target import Target
+from spire_migration.records.journal import Journal
+from spire_migration.procedures.rollback import Rollback, backup_path
+from spire_migration.config.target import Target
 
 OLD = "spiffe://example.org/spire/agent/join_token/0d1f5c2e-aaaa-bbbb-cccc-1234567890ab"
 

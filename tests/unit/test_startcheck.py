@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import socket
 
-from spire_migration import startcheck
-from spire_migration.target import Target
+from spire_migration.config import startcheck
+from spire_migration.config.target import Target
 
 
 def test_bind_port_free_held_by_us_or_by_another() -> None:

@@ -1,4 +1,4 @@
-"""spire_migration.tpm and lab.devid against a real swtpm (needs swtpm + swtpm-tools)."""
+"""spire_migration.node.tpm and lab.devid against a real swtpm (needs swtpm + swtpm-tools)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from lab import swtpm
 from lab.devid import provision_devid
 from lab.measure import pcr_extend
 from spire_migration.errors import TPMError
-from spire_migration.target import TPMSpec
-from spire_migration.tpm import (
+from spire_migration.config.target import TPMSpec
+from spire_migration.node.tpm import (
     check_devid_matches_tpm, devid_agent_id, ek_cert_chains_to, flush_transients,
     open_tpm, pcr_read, probe,
 )

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from spire_migration import traceability as tr
+from spire_migration.records import traceability as tr
 
 SHARED = Path("/work/shared/guide/migration-guide-phase3-to-phase4.md")
 
@@ -36,7 +36,7 @@ def test_the_generated_matrix_lists_every_guide_item():
     items = tr.parse_guide(tr.GUIDE.read_text())
     text = tr.OUTPUT.read_text()
     missing = [i.key for i in items if f"| {i.line} | {i.kind} |" not in text]
-    assert not missing, f"regenerate docs/traceability.md (python -m spire_migration.traceability): {missing}"
+    assert not missing, f"regenerate docs/traceability.md (python -m spire_migration.records.traceability): {missing}"
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="the shared guide is not on this machine")

@@ -43,9 +43,9 @@ def test_step_result_carries_evidence_and_checks() -> None:
 
 def test_checks_over_a_workload_fetch_build_their_results() -> None:
     """The checks that take the workload's fetch result name it apart from the kernel's ``check``."""
-    from spire_migration import postmigration
-    from spire_migration.node import Node
-    from spire_migration.target import Target
+    from spire_migration.checks import postmigration
+    from spire_migration.node.facade import Node
+    from spire_migration.config.target import Target
 
     node = Node(Target())
     fetch = {"verified": True, "peer_id": "spiffe://example.org/k8s-workload", "fetch_ms": 12.5}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spire_migration.target import WorkloadSpec
+from spire_migration.config.target import WorkloadSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = {3: ROOT / "workload/k8s/phase3/mtls-app.yaml", 4: ROOT / "workload/k8s/phase4/mtls-app.yaml"}
@@ -57,8 +57,8 @@ LAB_MANIFESTS = {3: ROOT / "workload/k8s/lab/phase3/mtls-app.yaml", 4: ROOT / "w
 def test_lab_variant_runs_on_the_real_node_with_the_socket_directory(phase: int) -> None:
     """workload/k8s/lab/ (lab/kubelet.py's node): the guide's Deployment, with the agent socket's
     directory mounted and the real node selected; the runtime points the app at the socket in it."""
-    from spire_migration.runtimes import get_runtime
-    from spire_migration.target import Target
+    from spire_migration.node.runtimes import get_runtime
+    from spire_migration.config.target import Target
 
     guide, lab = deployment(phase), next(d for d in yaml.safe_load_all(LAB_MANIFESTS[phase].read_text()) if d)
     assert lab["metadata"] == guide["metadata"] and lab["spec"]["selector"] == guide["spec"]["selector"]
@@ -91,8 +91,8 @@ def test_lab_variant_runs_on_the_real_node_with_the_socket_directory(phase: int)
 def test_the_tpm_device_is_mounted_only_when_the_target_asks(mount_tpm: bool) -> None:
     """``[workload] mount_tpm`` (default false): the guide's optional /dev/tpmrm0 mount, opt-in,
     in both runtimes and only in Phase 4."""
-    from spire_migration.runtimes import get_runtime
-    from spire_migration.target import Target
+    from spire_migration.node.runtimes import get_runtime
+    from spire_migration.config.target import Target
 
     data = {"workload": {"spiffe_id": "spiffe://example.org/w", "mount_tpm": mount_tpm},
             "tpm": {"device": "/dev/tpmrm0"}}

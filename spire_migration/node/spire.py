@@ -1,0 +1,230 @@
+"""The SPIRE CLIs, driven with ``-output json`` (never by scraping text).
+
+Entries are handled as plain dicts in the API's JSON shape (``spiffe_id`` and
+``parent_id`` as ``{"trust_domain", "path"}``); :func:`id_str` turns those into
+``spiffe://`` strings. Batch create and delete read every result's status,
+because the CLI exits 0 even when a result failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from spire_migration.errors import SpireError
+from spire_migration.redact import redact
+from spire_migration.retry import poll
+from spire_migration.secret import Secret
+
+#: Fields that make up an entry's content (what must survive re-parenting).
+CONTENT_FIELDS = ("spiffe_id", "selectors", "x509_svid_ttl", "jwt_svid_ttl", "dns_names",
+                  "hint", "federates_with", "admin", "downstream", "expires_at", "store_svid")
+
+BATCH = 500
+
+
+def id_str(spiffe_id: dict[str, str] | str) -> str:
+    """``{"trust_domain": "example.org", "path": "/x"}`` -> ``spiffe://example.org/x``."""
+    if isinstance(spiffe_id, str):
+        return spiffe_id
+    return f"spiffe://{spiffe_id['trust_domain']}{spiffe_id.get('path', '')}"
+
+
+def selector_strs(item: dict[str, Any]) -> list[str]:
+    """``[{"type": "docker", "value": "label:a:b"}]`` -> ``["docker:label:a:b"]`` (sorted)."""
+    return sorted(f"{s['type']}:{s['value']}" for s in item.get("selectors") or [])
+
+
+def entry_content(entry: dict[str, Any]) -> dict[str, Any]:
+    """The parts of an entry that a re-parenting must keep, normalised for comparison."""
+    out: dict[str, Any] = {}
+    for key in CONTENT_FIELDS:
+        value = entry.get(key)
+        if key == "spiffe_id":
+            value = id_str(value)
+        elif key == "selectors":
+            value = selector_strs(entry)
+        elif key in ("dns_names", "federates_with"):
+            value = sorted(value or [])
+        elif key in ("x509_svid_ttl", "jwt_svid_ttl", "expires_at"):
+            value = int(value or 0)
+        elif key in ("admin", "downstream", "store_svid"):
+            value = bool(value)
+        else:
+            value = value or ""
+        out[key] = value
+    return out
+
+
+def to_create_data(entry: dict[str, Any], parent_id: str) -> dict[str, Any]:
+    """An entry in ``entry create -data`` form (common.RegistrationEntry), new parent."""
+    c = entry_content(entry)
+    data: dict[str, Any] = {
+        "spiffe_id": c["spiffe_id"],
+        "parent_id": parent_id,
+        "selectors": [dict(zip(("type", "value"), s.split(":", 1))) for s in c["selectors"]],
+        "x509_svid_ttl": c["x509_svid_ttl"],
+        "jwt_svid_ttl": c["jwt_svid_ttl"],
+        "dns_names": c["dns_names"],
+        "federates_with": c["federates_with"],
+        "admin": c["admin"],
+        "downstream": c["downstream"],
+        "entryExpiry": c["expires_at"],
+        "store_svid": c["store_svid"],
+        "hint": c["hint"],
+    }
+    return {k: v for k, v in data.items() if v not in ("", [], 0, False)}
+
+
+@dataclass
+class BatchResult:
+    """What one batch call did: the entries that succeeded and the failures by message."""
+
+    ok: list[dict[str, Any]]
+    failed: list[tuple[str, str]]  # (identifier, message)
+
+
+class SpireServer:
+    """``spire-server`` against one server socket.
+
+    >>> srv = SpireServer(Path("/opt/spire/bin/spire-server"), Path("/tmp/spire-server/private/api.sock"))
+    >>> srv.socket.name
+    'api.sock'
+    """
+
+    def __init__(self, binary: Path, socket: Path, timeout: float = 60.0) -> None:
+        self.binary = Path(binary)
+        self.socket = Path(socket)
+        self.timeout = timeout
+
+    # -- plumbing -------------------------------------------------------------
+    def run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        argv = [str(self.binary), *args, "-socketPath", str(self.socket)]
+        try:
+            proc = subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                                  timeout=self.timeout)
+        except FileNotFoundError as exc:
+            raise SpireError("spire-server binary not found", expected=str(self.binary),
+                             found="no such file", remedy="set bin_dir in the target description") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise SpireError(f"spire-server {args[0]} timed out", expected=f"an answer within {self.timeout:g} s",
+                             found="no answer", remedy="check the server log") from exc
+        if check and proc.returncode != 0:
+            raise SpireError(f"spire-server {' '.join(args[:2])} failed",
+                             expected="exit code 0",
+                             found=redact(f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()}"),
+                             remedy=f"is the server running and listening on {self.socket}?")
+        return proc
+
+    def json(self, *args: str, stdin: str | None = None) -> Any:
+        proc = self.run(*args, "-output", "json", stdin=stdin)
+        try:
+            return json.loads(proc.stdout)
+        except json.JSONDecodeError as exc:
+            raise SpireError(f"spire-server {' '.join(args[:2])} did not print JSON",
+                             expected="JSON", found=redact(proc.stdout[:200])) from exc
+
+    # -- health ---------------------------------------------------------------
+    def healthy(self) -> bool:
+        if not self.socket.exists():
+            return False
+        try:
+            return self.run("healthcheck", check=False).returncode == 0
+        except SpireError:
+            return False
+
+    def wait_healthy(self, timeout: float) -> None:
+        poll(self.healthy, timeout=timeout, what=f"spire-server healthcheck on {self.socket}",
+             error=SpireError)
+
+    # -- agents ---------------------------------------------------------------
+    def agents(self) -> list[dict[str, Any]]:
+        return self.json("agent", "list").get("agents") or []
+
+    def agent(self, agent_id: str) -> dict[str, Any] | None:
+        return next((a for a in self.agents() if id_str(a["id"]) == agent_id), None)
+
+    def evict(self, agent_id: str) -> None:
+        self.run("agent", "evict", "-spiffeID", agent_id)
+
+    # -- tokens ---------------------------------------------------------------
+    def token_generate(self, spiffe_id: str | None = None, ttl: int = 120) -> Secret:
+        """A fresh join token (a :class:`Secret`), valid ``ttl`` seconds: keep it short, it is unspent."""
+        args = ["token", "generate", "-ttl", str(ttl)]
+        if spiffe_id:
+            args += ["-spiffeID", spiffe_id]
+        return Secret(self.json(*args)["value"])
+
+    def bundle_pem(self) -> str:
+        return self.run("bundle", "show", "-format", "pem").stdout
+
+    # -- entries --------------------------------------------------------------
+    def entries(self, **filters: str) -> list[dict[str, Any]]:
+        args = ["entry", "show"]
+        for key, value in filters.items():
+            args += [f"-{key}", value]
+        return self.json(*args).get("entries") or []
+
+    def create_entries(self, entries: list[dict[str, Any]]) -> BatchResult:
+        """Create many entries (create-data form) in batches; read each result's status."""
+        return self._batch(entries, "entries", ("entry", "create", "-data"), lambda e: e["spiffe_id"])
+
+    def delete_entries(self, entry_ids: list[str]) -> BatchResult:
+        """Delete entries by ID in batches; an entry already gone (NotFound) counts as deleted."""
+        return self._batch(entry_ids, "ids", ("entry", "delete", "-file"), str, ok_codes=(0, 5))
+
+    def update_entries(self, entries: list[dict[str, Any]]) -> BatchResult:
+        """Update entries (create-data form plus ``entry_id``)."""
+        return self._batch(entries, "entries", ("entry", "update", "-data"), lambda e: e.get("entry_id", "?"))
+
+    def _batch(self, items: list[Any], key: str, args: tuple[str, ...], name: Callable[[Any], str],
+               ok_codes: tuple[int, ...] = (0,)) -> BatchResult:
+        ok: list[dict[str, Any]] = []
+        failed: list[tuple[str, str]] = []
+        for chunk in _chunks(items, BATCH):
+            out = self._with_file({key: chunk}, *args)
+            for wanted, result in zip(chunk, out.get("results") or []):
+                status = result.get("status") or {}
+                if int(status.get("code", 0)) in ok_codes:
+                    ok.append(result.get("entry") or {"id": wanted})
+                else:
+                    failed.append((name(wanted), status.get("message", "unknown error")))
+        return BatchResult(ok, failed)
+
+    def _with_file(self, payload: dict[str, Any], *args: str) -> Any:
+        fd, path = tempfile.mkstemp(prefix="spire-batch-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(payload, fh)
+            return self.json(*args, path)
+        finally:
+            os.unlink(path)
+
+
+class SpireAgent:
+    """``spire-agent`` against one Workload API socket."""
+
+    def __init__(self, binary: Path, socket: Path, timeout: float = 30.0) -> None:
+        self.binary = Path(binary)
+        self.socket = Path(socket)
+        self.timeout = timeout
+
+    def healthy(self) -> bool:
+        if not self.socket.exists():
+            return False
+        try:
+            proc = subprocess.run([str(self.binary), "healthcheck", "-socketPath", str(self.socket)],
+                                  capture_output=True, text=True, timeout=self.timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return proc.returncode == 0
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

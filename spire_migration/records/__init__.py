@@ -1,0 +1,1 @@
+"""What a run leaves: the journal and its locks, the reports, the guide's traceability."""
