@@ -226,7 +226,6 @@ def start(argv: Sequence[str], *, log: Path, pid_file: Path,
             raise ProcessError(f"cannot start {Path(argv[0]).name}", expected="an executable",
                                found=str(exc)) from exc
     write_file(pid_file, f"{proc.pid}\n")
-    # /proc/<pid>/cmdline can still show the forking parent for a moment after exec
     # /proc/<pid> shows the forking parent (our exe, our or no cmdline) until the exec
     info = poll(lambda: (i := proc_info(proc.pid)) is None or i.argv == tuple(argv) and matches(i, argv[0]) and i,
                 timeout=5.0,
@@ -250,7 +249,8 @@ def stop(info: ProcInfo, *, timeout: float = 15.0, pid_file: Path | None = None)
             return  # already gone (or the pid now belongs to someone else)
         handle.signal(signal.SIGTERM)
         _reap(info.pid)
-        if not poll(lambda: handle.exited() or _reap(info.pid), timeout=timeout, raise_on_timeout=False):
+        if not poll(lambda: handle.exited() or _reap(info.pid), timeout=timeout, raise_on_timeout=False,
+                    what=f"{Path(info.argv[0]).name if info.argv else 'pid'} {info.pid} to exit"):
             handle.signal(signal.SIGKILL)
             poll(lambda: handle.exited() or _reap(info.pid), timeout=5.0,
                  what=f"pid {info.pid} to exit after SIGKILL", error=ProcessError)

@@ -185,7 +185,7 @@ def agent_identity(t: Target) -> str | None:
         return record[0] is None or bool(cached) and str(record[0].get("x509svid_serial_number")) == str(
             cached[0].serial_number)
 
-    if not poll(settled, timeout=6.0, raise_on_timeout=False):
+    if not poll(settled, timeout=6.0, raise_on_timeout=False, what="the server's record of the agent to match its SVID"):
         raise SpireError(f"{agent_data_file(t)} names {redact(ident)}, but not with the SVID the server issued it",
                          expected="the serial number of the server's record of that agent",
                          found=f"serial {chain[0].serial_number}", remedy=_CRAFTED)
