@@ -9,19 +9,18 @@ from __future__ import annotations
 from .layout import Layout, Node
 
 
+def _section(name: str, **settings: object) -> str:
+    """The ``server`` or ``agent`` block: one quoted string setting a line, in the guide's order."""
+    lines = "".join(f'    {key} = "{value}"\n' for key, value in settings.items())
+    return f"{name} {{\n{lines}}}"
+
+
 def server_conf(lay: Layout, trust_domain: str, port: int) -> str:
     return f'''# SPIRE Server configuration - Phase 3 (Kubernetes SPIRE integration)
 # Managed by the platform team. Node attestation: join tokens.
-server {{
-    bind_address = "127.0.0.1"
-    bind_port = "{port}"
-    socket_path = "{lay.server_socket}"
-    trust_domain = "{trust_domain}"
-    data_dir = "{lay.server_data}"
-    log_level = "DEBUG"
-    ca_ttl = "168h"
-    default_x509_svid_ttl = "1h"
-}}
+{_section("server", bind_address="127.0.0.1", bind_port=port, socket_path=lay.server_socket,
+           trust_domain=trust_domain, data_dir=lay.server_data, log_level="DEBUG", ca_ttl="168h",
+           default_x509_svid_ttl="1h")}
 
 plugins {{
     DataStore "sql" {{
@@ -47,15 +46,9 @@ plugins {{
 def agent_conf(lay: Layout, node: Node, trust_domain: str, port: int, docker_host: str) -> str:
     return f'''# SPIRE Agent configuration - Phase 3 (Kubernetes SPIRE integration)
 # Node attestation: join token (passed in a 0600 file with -joinTokenFile at start).
-agent {{
-    data_dir = "{node.agent_data}"
-    log_level = "DEBUG"
-    server_address = "127.0.0.1"
-    server_port = "{port}"
-    socket_path = "{node.agent_socket}"
-    trust_bundle_path = "{lay.bootstrap_bundle}"
-    trust_domain = "{trust_domain}"
-}}
+{_section("agent", data_dir=node.agent_data, log_level="DEBUG", server_address="127.0.0.1",
+           server_port=port, socket_path=node.agent_socket, trust_bundle_path=lay.bootstrap_bundle,
+           trust_domain=trust_domain)}
 
 plugins {{
     NodeAttestor "join_token" {{

@@ -49,6 +49,25 @@ def devid_template() -> TPM2B_PUBLIC:
     return TPM2B_PUBLIC(publicArea=area)
 
 
+def _certificate(subject: x509.Name, issuer: x509.Name, public_key, signing_key: ec.EllipticCurvePrivateKey, *,
+                 days: int, ca: bool, key_id: x509.ExtensionType) -> x509.Certificate:
+    """A certificate valid from 5 minutes ago for ``days``, signed with SHA-256 by ``signing_key``:
+    a CA's (signs certificates and CRLs, no CA below it) or a leaf's (signs data only);
+    ``key_id`` is its key identifier extension (subject's for a CA, authority's for a leaf)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=not ca, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(key_id, critical=False)
+            .sign(signing_key, hashes.SHA256()))
+
+
 def devid_ca(ca_dir: Path) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certificate]:
     """The lab's self-signed DevID CA in ``ca_dir`` (created once, then reused)."""
     ca_dir = Path(ca_dir)
@@ -59,19 +78,8 @@ def devid_ca(ca_dir: Path) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certi
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "spire-migration lab"),
                       x509.NameAttribute(NameOID.COMMON_NAME, "lab DevID CA")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = _certificate(name, name, key.public_key(), key, days=3650, ca=True,
+                        key_id=x509.SubjectKeyIdentifier.from_public_key(key.public_key()))
     write_file(key_path, key.private_bytes(serialization.Encoding.PEM,
                                        serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()), mode=0o600)
@@ -100,21 +108,9 @@ def provision_devid(sock: Path, out_dir: Path, ca_dir: Path, common_name: str) -
     pub_bytes = pub.publicArea.marshal()
     ca_cert_path, ca_key, ca_cert = devid_ca(ca_dir)
     devid_key = serialization.load_der_public_key(pub.to_der())
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(ca_cert.subject).public_key(devid_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=825))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = _certificate(subject, ca_cert.subject, devid_key, ca_key, days=825, ca=False,
+                        key_id=x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()))
     files = DevIDFiles(cert=out_dir / "devid.crt.pem", priv=out_dir / "devid.priv",
                        pub=out_dir / "devid.pub", ca_cert=ca_cert_path)
     write_file(files.priv, priv_bytes, mode=0o600)

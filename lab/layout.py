@@ -20,6 +20,13 @@ def private_base() -> Path:
     return PRIVATE_BASE
 
 
+def _below(base: str, *parts: str) -> property:
+    """A path of the layout: ``parts`` below its path ``base`` (``tpm_dir = _below("dir", "tpm")``)."""
+    def path(self) -> Path:
+        return Path(getattr(self, base), *parts)
+    return property(path, doc=f"{base} / {'/'.join(parts)}")
+
+
 @dataclass(frozen=True)
 class Node:
     """One agent node: its swtpm, DevID, agent config, data and sockets."""
@@ -31,41 +38,15 @@ class Node:
     def dir(self) -> Path:
         return self.root / "nodes" / self.name
 
-    @property
-    def tpm_dir(self) -> Path:
-        return self.dir / "tpm"
-
-    @property
-    def swtpm_sock(self) -> Path:
-        return self.tpm_dir / "swtpm.sock"
-
-    @property
-    def conf_dir(self) -> Path:
-        return self.dir / "conf"
-
-    @property
-    def agent_conf(self) -> Path:
-        return self.conf_dir / "agent.conf"
-
-    @property
-    def agent_data(self) -> Path:
-        return self.dir / "data"
-
-    @property
-    def agent_socket(self) -> Path:
-        return self.dir / "public" / "api.sock"
-
-    @property
-    def agent_log(self) -> Path:
-        return self.dir / "agent.log"
-
-    @property
-    def agent_pid(self) -> Path:
-        return self.dir / "agent.pid"
-
-    @property
-    def devid_dir(self) -> Path:
-        return self.conf_dir / "devid"
+    tpm_dir = _below("dir", "tpm")
+    swtpm_sock = _below("tpm_dir", "swtpm.sock")
+    conf_dir = _below("dir", "conf")
+    agent_conf = _below("conf_dir", "agent.conf")
+    agent_data = _below("dir", "data")
+    agent_socket = _below("dir", "public", "api.sock")
+    agent_log = _below("dir", "agent.log")
+    agent_pid = _below("dir", "agent.pid")
+    devid_dir = _below("conf_dir", "devid")
 
 
 @dataclass(frozen=True)
@@ -74,69 +55,25 @@ class Layout:
 
     root: Path
 
-    @property
-    def state(self) -> Path:
-        return self.root / "lab.json"
-
-    @property
-    def target(self) -> Path:
-        return self.root / "target.toml"
-
-    @property
-    def server_dir(self) -> Path:
-        return self.root / "server"
-
-    @property
-    def server_conf(self) -> Path:
-        return self.server_dir / "conf" / "server.conf"
-
-    @property
-    def server_data(self) -> Path:
-        return self.server_dir / "data"
-
-    @property
-    def server_socket(self) -> Path:
-        return self.server_dir / "private" / "api.sock"
-
-    @property
-    def server_log(self) -> Path:
-        return self.server_dir / "server.log"
-
-    @property
-    def server_pid(self) -> Path:
-        return self.server_dir / "server.pid"
-
-    @property
-    def bootstrap_bundle(self) -> Path:
-        return self.server_dir / "bootstrap-bundle.pem"
-
-    @property
-    def devid_ca_bundle(self) -> Path:
-        return self.server_dir / "conf" / "devid-cacert.pem"
-
-    @property
-    def endorsement_ca_bundle(self) -> Path:
-        return self.server_dir / "conf" / "endorsement-cacert.pem"
-
-    @property
-    def ek_ca_dir(self) -> Path:
-        return self.root / "ca" / "endorsement"
-
-    @property
-    def devid_ca_dir(self) -> Path:
-        return self.root / "ca" / "devid"
-
-    @property
-    def docker_dir(self) -> Path:
-        return self.root / "docker"
+    state = _below("root", "lab.json")
+    target = _below("root", "target.toml")
+    server_dir = _below("root", "server")
+    server_conf = _below("server_dir", "conf", "server.conf")
+    server_data = _below("server_dir", "data")
+    server_socket = _below("server_dir", "private", "api.sock")
+    server_log = _below("server_dir", "server.log")
+    server_pid = _below("server_dir", "server.pid")
+    bootstrap_bundle = _below("server_dir", "bootstrap-bundle.pem")
+    devid_ca_bundle = _below("server_dir", "conf", "devid-cacert.pem")
+    endorsement_ca_bundle = _below("server_dir", "conf", "endorsement-cacert.pem")
+    ek_ca_dir = _below("root", "ca", "endorsement")
+    devid_ca_dir = _below("root", "ca", "devid")
+    docker_dir = _below("root", "docker")
+    journal_dir = _below("root", "journal")
 
     @property
     def docker_host(self) -> str:
         return f"unix://{self.docker_dir / 'docker.sock'}"
-
-    @property
-    def journal_dir(self) -> Path:
-        return self.root / "journal"
 
     def node(self, name: str) -> Node:
         return Node(self.root, name)

@@ -8,7 +8,7 @@ from pytest_bdd import given, then
 from spire_migration.checks import audit
 from spire_migration.node.facade import Node, Phase
 
-from .common import require
+from .common import bind_thens, require
 
 
 @given("the audited node is in Phase 4")
@@ -24,37 +24,23 @@ def _local_only(audited: Node, what: str) -> None:
                     "run the suite on that node for it")
 
 
-@then("the server has no join_token attestor once no join_token agent remains")
-def _a1(audited: Node, record) -> None:
-    require(record(audit.join_token_attestor_retired(audited)))
-
-
-@then("no join token is left in the agent's config, flags or files")
-def _a2(audited: Node, record) -> None:
-    require(record(audit.no_join_token_left(audited)))
-
-
-@then('the agent\'s KeyManager is "disk"')
-def _a3(audited: Node, record) -> None:
-    require(record(audit.agent_keymanager_disk(audited)))
-
-
-@then("the journal and its backups are readable by root only")
-def _a4(audited: Node, record) -> None:
-    require(record(audit.journal_root_only(audited)))
-
-
-@then("the DevID certificate chains to the configured DevID CA and is not expiring")
-def _a5(audited: Node, record) -> None:
-    require(record(audit.devid_cert_valid(audited)))
+bind_thens(rows=(
+    ("the server has no join_token attestor once no join_token agent remains",
+     audit.join_token_attestor_retired, "audited"),
+    ("no join token is left in the agent's config, flags or files",
+     audit.no_join_token_left, "audited"),
+    ('the agent\'s KeyManager is "disk"',
+     audit.agent_keymanager_disk, "audited"),
+    ("the journal and its backups are readable by root only",
+     audit.journal_root_only, "audited"),
+    ("the DevID certificate chains to the configured DevID CA and is not expiring",
+     audit.devid_cert_valid, "audited"),
+    ("the trust bundle and the server CA are not expiring",
+     audit.trust_bundle_valid, "audited"),
+))
 
 
 @then("the EK certificate chains to the endorsement CA")
 def _a6(audited: Node, record) -> None:
     _local_only(audited, "the TPM (tpm2-pytss)")
     require(record(audit.ek_cert_valid(audited)))
-
-
-@then("the trust bundle and the server CA are not expiring")
-def _a7(audited: Node, record) -> None:
-    require(record(audit.trust_bundle_valid(audited)))

@@ -13,7 +13,7 @@ from spire_migration.node.facade import Node
 from spire_migration.config.target import Target
 from spire_migration.verdict import StepResult
 
-from .common import prove, require
+from .common import bind_thens, require
 
 
 @then("the server runs the join_token and the TPM node attestors side by side")
@@ -26,9 +26,10 @@ def _dual(node: Node, record) -> None:
     require(record(proofs.server_dual_mode(node)))
 
 
-@then("every agent of the server is listed with its node attestation method")
-def _listed(node: Node, record) -> None:
-    require(record(proofs.agents_listed_by_method(node)))
+bind_thens(rows=(
+    ("every agent of the server is listed with its node attestation method",
+     proofs.agents_listed_by_method, "node"),
+))
 
 
 @pytest.fixture
@@ -52,11 +53,9 @@ def _finalize(target: Target, fin_journal: Journal, plan_only: bool, record_chan
     return result
 
 
-@then("server.conf has no join_token node attestor and the server is healthy")
-def _no_join_token(node: Node, fin_outcome: StepResult, record) -> None:
-    prove(fin_outcome, record, proofs.join_token_removed, node, fin_outcome)
-
-
-@then("every agent of the server is TPM-attested")
-def _all_tpm(node: Node, fin_outcome: StepResult, record) -> None:
-    prove(fin_outcome, record, proofs.every_agent_tpm, node)
+bind_thens(outcome="fin_outcome", rows=(
+    ("server.conf has no join_token node attestor and the server is healthy",
+     proofs.join_token_removed, "node fin_outcome"),
+    ("every agent of the server is TPM-attested",
+     proofs.every_agent_tpm, "node"),
+))

@@ -8,7 +8,7 @@ from pytest_bdd import given, then
 from spire_migration.checks import hardening
 from spire_migration.node.facade import Node
 
-from .common import require
+from .common import bind_thens, require
 
 
 @given("the audited node")
@@ -17,19 +17,16 @@ def _audited(audited: Node, set_fact) -> Node:
     return audited
 
 
-@then("the TPM device node or socket is accessible only by the agent's user")
-def _h1(audited: Node, record) -> None:
-    require(record(hardening.tpm_access_restricted(audited)))
-
-
-@then("the agent uses the TPM resource manager or a socket that serialises access")
-def _h2(audited: Node, record) -> None:
-    require(record(hardening.resource_manager_preferred(audited)))
-
-
-@then("every PCR a registration depends on has its expected value recorded and unchanged")
-def _h3(audited: Node, record) -> None:
-    require(record(hardening.pcr_usage_documented(audited)))
+bind_thens(rows=(
+    ("the TPM device node or socket is accessible only by the agent's user",
+     hardening.tpm_access_restricted, "audited"),
+    ("the agent uses the TPM resource manager or a socket that serialises access",
+     hardening.resource_manager_preferred, "audited"),
+    ("every PCR a registration depends on has its expected value recorded and unchanged",
+     hardening.pcr_usage_documented, "audited"),
+    ("every entry that depends on PCR values is listed with the update procedure",
+     hardening.pcr_update_procedure, "audited"),
+))
 
 
 @then("attestation records and this run's reports are available to auditors")
@@ -38,8 +35,3 @@ def _h4(audited: Node, pytestconfig: pytest.Config, record) -> None:
     outputs = {"report": getattr(opt, "report", None), "junitxml": getattr(opt, "xmlpath", None),
                "cucumberjson": getattr(opt, "cucumber_json_path", None), "summary": getattr(opt, "summary", None)}
     require(record(hardening.audits_possible(audited, outputs)))
-
-
-@then("every entry that depends on PCR values is listed with the update procedure")
-def _h5(audited: Node, record) -> None:
-    require(record(hardening.pcr_update_procedure(audited)))

@@ -8,17 +8,25 @@ from spire_migration.checks import premigration
 from spire_migration.records.journal import Journal
 from spire_migration.node.facade import Node
 
-from .common import require
+from .common import bind_thens, require
 
 
-@then("the SPIRE server is running and healthy")
-def _server_running(node: Node, record) -> None:
-    require(record(premigration.server_running(node)))
-
-
-@then("the SPIRE agent is running and healthy")
-def _agent_running(node: Node, record) -> None:
-    require(record(premigration.agent_running(node)))
+bind_thens(rows=(
+    ("the SPIRE server is running and healthy",
+     premigration.server_running, "node"),
+    ("the SPIRE agent is running and healthy",
+     premigration.agent_running, "node"),
+    ("the workload entry is registered under the agent",
+     premigration.workload_entry_under_agent, "node"),
+    ("the workload fetched an SVID and logged VERIFIED",
+     premigration.workload_verified, "node"),
+    ("the TPM is a TPM 2.0 with a sha256 PCR bank at the configured path",
+     premigration.tpm_usable, "node"),
+    ("every critical workload is registered",
+     premigration.critical_workloads_registered, "node"),
+    ("the current registrations are listed with their count",
+     premigration.registrations_known, "node"),
+))
 
 
 @then("the agent is attested by join_token")
@@ -26,32 +34,7 @@ def _agent_join_token(node: Node, record) -> None:
     require(record(premigration.agent_attested_by(node, "join_token")))
 
 
-@then("the workload entry is registered under the agent")
-def _workload_entry(node: Node, record) -> None:
-    require(record(premigration.workload_entry_under_agent(node)))
-
-
-@then("the workload fetched an SVID and logged VERIFIED")
-def _workload_verified(node: Node, record) -> None:
-    require(record(premigration.workload_verified(node)))
-
-
-@then("the TPM is a TPM 2.0 with a sha256 PCR bank at the configured path")
-def _tpm_usable(node: Node, record) -> None:
-    require(record(premigration.tpm_usable(node)))
-
-
-@then("every critical workload is registered")
-def _critical_registered(node: Node, record) -> None:
-    require(record(premigration.critical_workloads_registered(node)))
-
-
 @then("a backup exists or is planned")
 def _backup_ready(node: Node, journal_readonly: Journal | None, record) -> None:
     backups = journal_readonly.data["backups"] if journal_readonly else {}
     require(record(premigration.backup_ready(node, backups)))
-
-
-@then("the current registrations are listed with their count")
-def _registrations_known(node: Node, record) -> None:
-    require(record(premigration.registrations_known(node)))

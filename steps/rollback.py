@@ -7,7 +7,7 @@ pre-migration checks) and records it with its evidence for the reports.
 from __future__ import annotations
 
 import pytest
-from pytest_bdd import given, then, when
+from pytest_bdd import then
 
 from spire_migration.checks import premigration as checks
 from spire_migration.checks import rollback_proofs as proofs
@@ -17,7 +17,7 @@ from spire_migration.procedures.rollback import Rollback
 from spire_migration.procedures.steprun import StepResult
 from spire_migration.config.target import Target
 
-from .common import prove, require
+from .common import bind_thens, bind_whens, require
 
 
 @pytest.fixture(scope="session")
@@ -26,20 +26,11 @@ def rollback(target: Target, plan_only: bool, run_journal: Journal) -> Rollback:
     return Rollback(target, run_journal, plan=plan_only, log=print)
 
 
-@given("the rollback journal of the target node")
-def _journal(rollback: Rollback, set_fact) -> None:
-    set_fact("_target", rollback.t)
-    set_fact("plan", rollback.plan)
-
-
-def _perform(rollback: Rollback, n: int, record_changes, set_fact) -> StepResult:
-    """Run rollback step *n*; record its changes and the summary's facts."""
-    result = getattr(rollback, Rollback.STEPS[n - 1])()
-    record_changes(f"rollback_step_{n}", result.changes)
+def _facts(rollback: Rollback, n: int, result: StepResult, set_fact) -> None:
+    """The summary's facts: the agent and phase after steps 3 and 4 (a plan changed neither)."""
     if n in (3, 4) and not result.planned:
         set_fact("agent_after", rollback.node.agent_id())
         set_fact("phase", rollback.node.phase().value)
-    return result
 
 
 # -- When: the guide's rollback steps, in its order ----------------------------------
@@ -52,40 +43,23 @@ WHEN = (
 )
 
 
-def _bind(n: int, sentence: str) -> None:
-    @when(sentence, target_fixture="rb_outcome", stacklevel=2)
-    def _step(rollback: Rollback, record_changes, set_fact) -> StepResult:
-        return _perform(rollback, n, record_changes, set_fact)
+bind_whens(WHEN, procedure="rollback", outcome="rb_outcome", changes="rollback_step", facts=_facts)
 
-
-for _n, _sentence in enumerate(WHEN, 1):
-    _bind(_n, _sentence)
-
-
-# -- Then: the proofs -------------------------------------------------------------
-@then("no Phase 4 SPIRE agent is running")
-def _stopped(rollback: Rollback, node: Node, rb_outcome: StepResult, record) -> None:
-    prove(rb_outcome, record, proofs.phase4_agent_stopped, rollback, node, rb_outcome)
-
-
-@then("server.conf and agent.conf are byte-for-byte the Phase 3 backups")
-def _restored(rollback: Rollback, node: Node, rb_outcome: StepResult, record) -> None:
-    prove(rb_outcome, record, proofs.configs_restored, rollback, node, rb_outcome)
-
-
-@then("the agent runs attested by a new join token that appears nowhere in the journal")
-def _new_token(rollback: Rollback, node: Node, rb_outcome: StepResult, record) -> None:
-    prove(rb_outcome, record, proofs.new_join_token_agent, rollback, node, rb_outcome)
-
-
-@then("every original entry is under the new join_token agent with its original content")
-def _entries_back(rollback: Rollback, node: Node, rb_outcome: StepResult, record) -> None:
-    prove(rb_outcome, record, proofs.entries_back, rollback, node, rb_outcome)
-
-
-@then("the TPM agent is evicted")
-def _tpm_evicted(rollback: Rollback, node: Node, rb_outcome: StepResult, record) -> None:
-    prove(rb_outcome, record, proofs.tpm_agent_evicted, rollback, node, rb_outcome)
+# -- Then: the proofs: (sentence, proof, the fixtures it is given) ---------------------------
+bind_thens(outcome="rb_outcome", rows=(
+    ("no Phase 4 SPIRE agent is running",
+     proofs.phase4_agent_stopped, "rollback node rb_outcome"),
+    ("server.conf and agent.conf are byte-for-byte the Phase 3 backups",
+     proofs.configs_restored, "rollback node rb_outcome"),
+    ("the agent runs attested by a new join token that appears nowhere in the journal",
+     proofs.new_join_token_agent, "rollback node rb_outcome"),
+    ("every original entry is under the new join_token agent with its original content",
+     proofs.entries_back, "rollback node rb_outcome"),
+    ("the TPM agent is evicted",
+     proofs.tpm_agent_evicted, "rollback node rb_outcome"),
+    ("the migration journal is reset for a new migration",
+     proofs.migration_journal_reset, "rollback rb_outcome"),
+))
 
 
 @then("the pre-migration checks pass and the workload logged VERIFIED")
@@ -97,8 +71,3 @@ def _phase3(node: Node, rb_outcome: StepResult, record) -> None:
                   checks.registrations_known):
         require(record(check(node)))
     require(record(checks.agent_attested_by(node, "join_token")))
-
-
-@then("the migration journal is reset for a new migration")
-def _reset(rollback: Rollback, rb_outcome: StepResult, record) -> None:
-    prove(rb_outcome, record, proofs.migration_journal_reset, rollback, rb_outcome)

@@ -74,7 +74,10 @@ class AgentSpec:
     log: Path = Path("/opt/spire/agent.log")
     pid_file: Path = Path("/opt/spire/agent.pid")
     user: str = "root"
-    #: Phase 3 only: file holding a join token to pass with -joinToken (0600).
+    #: Phase 3 only: a 0600 file holding a join token, where this node's own start hands one to
+    #: the agent. The suite never passes this file: it hands the agent a token in a fresh 0600
+    #: file with -joinTokenFile (node/services.py start_agent); the issue 1 diagnosis reports
+    #: it as a join token still given to the agent.
     join_token_file: Path | None = None
 
 
