@@ -165,6 +165,8 @@ class SpireServer:
 
     # -- entries --------------------------------------------------------------
     def entries(self, **filters: str) -> list[dict[str, Any]]:
+        """``entry show``; ``filters`` are its flags (``parentID``, ``spiffeID``, ``selector``),
+        applied by the server. Without a filter this is the whole table."""
         args = ["entry", "show"]
         for key, value in filters.items():
             args += [f"-{key}", value]
