@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
+from pathlib import Path
 from typing import Any
+
+import pytest
+
+from spire_migration import spire
+from spire_migration.errors import SpireError
 
 from spire_migration.reregister import (apply_reparent, moved_content, plan_reparent, read_reparent_entries,
                                         reparent_plan)
-from spire_migration.spire import BatchResult, id_str, selector_strs
+from spire_migration.spire import BatchResult, SpireServer, id_str, selector_strs
 
 OLD = "spiffe://example.org/spire/agent/join_token/1234abcd-0000-1111-2222-333344445555"
 NEW = "spiffe://example.org/spire/agent/tpm_devid/ab12"
@@ -132,3 +139,57 @@ def test_apply_then_plan_again_is_empty_and_leaves_other_nodes_alone():
     assert {k: v for k, v in fake.table.items() if k.startswith("o")} == before
     assert len(fake.entries(parentID=NEW)) == 5 and not fake.entries(parentID=OLD)
     assert fake.table["alias"]["selectors"] == [{"type": "spiffe_id", "value": NEW}]
+
+
+# -- batch calls -------------------------------------------------------------------
+class _Batches(SpireServer):
+    """The real batching over a fake CLI call: answers each chunk, or fails or drops results.
+    With ``meet`` the first two calls wait for each other: they must be in flight together."""
+
+    def __init__(self, fail_chunk: int | None = None, drop_last: bool = False, meet: bool = False) -> None:
+        super().__init__(Path("/nonexistent/spire-server"), Path("/nonexistent/api.sock"))
+        self.fail_chunk, self.drop_last = fail_chunk, drop_last
+        self.meet = threading.Barrier(2, timeout=10) if meet else None
+        self.calls: list[list[Any]] = []
+        self.lock = threading.Lock()
+        self.in_flight = self.most_in_flight = 0
+
+    def _with_file(self, payload: dict[str, Any], *args: str) -> Any:
+        (chunk,) = payload.values()
+        with self.lock:
+            self.calls.append(chunk)
+            first_two = len(self.calls) <= 2
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.meet and first_two:
+                self.meet.wait()   # BrokenBarrierError after 10 s when calls run one by one
+            if self.fail_chunk is not None and chunk[0] == self.fail_chunk * spire.BATCH:
+                raise SpireError("spire-server entry delete failed")
+            results = [{"status": {"code": 0 if i % 7 else 3, "message": "bad"}, "entry": {"id": f"e{i}"}}
+                       for i in chunk]
+            return {"results": results[:-1] if self.drop_last else results}
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_batches_run_concurrently_and_results_keep_the_input_order():
+    srv = _Batches(meet=True)
+    res = srv._batch(list(range(10 * spire.BATCH)), "ids", ("entry", "delete", "-file"), str)
+    assert 1 < srv.most_in_flight <= spire.WORKERS
+    assert [e["id"] for e in res.ok] == [f"e{i}" for i in range(10 * spire.BATCH) if i % 7]
+    assert [n for n, _ in res.failed] == [str(i) for i in range(10 * spire.BATCH) if not i % 7]
+
+
+def test_a_missing_result_is_a_failure_not_a_success():
+    res = _Batches(drop_last=True)._batch(list(range(3)), "ids", ("entry", "delete", "-file"), str)
+    assert ("2", "no result returned for it") in res.failed and {"id": "e2"} not in res.ok
+
+
+def test_a_failed_call_stops_the_chunks_not_yet_started(monkeypatch):
+    monkeypatch.setattr(spire, "WORKERS", 1)
+    srv = _Batches(fail_chunk=1)
+    with pytest.raises(SpireError):
+        srv._batch(list(range(20 * spire.BATCH)), "ids", ("entry", "delete", "-file"), str)
+    assert [c[0] for c in srv.calls] == [0, spire.BATCH]
