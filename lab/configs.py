@@ -9,7 +9,14 @@ from __future__ import annotations
 from .layout import Layout, Node
 
 
-def server_conf(lay: Layout, trust_domain: str, port: int) -> str:
+#: The DataStore "sql" database types the lab can give its server.
+DATASTORES = ("sqlite3", "postgres")
+
+
+def server_conf(lay: Layout, trust_domain: str, port: int, database_type: str = "sqlite3",
+                connection_string: str | None = None) -> str:
+    """The guide's server.conf; the datastore is the guide's sqlite file unless told otherwise."""
+    connection_string = connection_string or f"{lay.server_data}/datastore.sqlite3"
     return f'''# SPIRE Server configuration - Phase 3 (Kubernetes SPIRE integration)
 # Managed by the platform team. Node attestation: join tokens.
 server {{
@@ -26,8 +33,8 @@ server {{
 plugins {{
     DataStore "sql" {{
         plugin_data {{
-            database_type = "sqlite3"
-            connection_string = "{lay.server_data}/datastore.sqlite3"
+            database_type = "{database_type}"
+            connection_string = "{connection_string}"
         }}
     }}
 

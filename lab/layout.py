@@ -96,6 +96,11 @@ class Layout:
         return self.server_dir / "server.pid"
 
     @property
+    def postgres_dir(self) -> Path:
+        """The server's PostgreSQL cluster (``lab up --datastore postgres``)."""
+        return self.server_dir / "postgres"
+
+    @property
     def bootstrap_bundle(self) -> Path:
         return self.server_dir / "bootstrap-bundle.pem"
 
