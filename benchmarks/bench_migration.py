@@ -1,7 +1,7 @@
 """Benchmark, in a fresh lab: migrate and validate wall time, and re-registration at scale.
 
     python benchmarks/bench_migration.py [--sizes 100,1000,10000] [--loop-cap N] [--out FILE]
-        [--datastore sqlite3|postgres] [--others N] [--skip-suite] [--root-prefix P]
+        [--datastore sqlite3|postgres] [--others N] [--sqlite-analyze] [--skip-suite] [--root-prefix P]
 
 Measures (wall clock, this machine; the load average is recorded with every figure):
   * lab provisioning (reported, not counted), ``pytest -m migrate`` and ``pytest -m validate``
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -121,11 +122,18 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def _bench_entries(t: Target, n: int, loop_cap: int | None, cpu: Callable[[], dict[str, float]]) -> dict:
+def _bench_entries(t: Target, n: int, loop_cap: int | None, cpu: Callable[[], dict[str, float]],
+                   analyze: Path | None = None) -> dict:
     server = services.server_cli(t)
     res = server.create_entries(_entries(n, PARENT_A))
     assert not res.failed, res.failed[:3]
+    if analyze:
+        with sqlite3.connect(analyze) as db:
+            db.execute("ANALYZE")
 
+    t0 = time.monotonic()
+    table = len(server.entries())   # what the suite read before (the whole table): for comparison only
+    full_read_s = time.monotonic() - t0
     timed, load_before, cpu_before = _Timed(server), _load(), cpu()
     t0 = time.monotonic()
     apply_reparent(timed, reparent_plan(timed, PARENT_A, PARENT_B, t.server_id))
@@ -147,7 +155,8 @@ def _bench_entries(t: Target, n: int, loop_cap: int | None, cpu: Callable[[], di
     left = [e["id"] for p in (PARENT_A, PARENT_B, PARENT_C) for e in server.entries(parentID=p)]
     server.delete_entries(left)
     return {"entries": n, "suite_s": round(suite_s, 2), "per_entry_ms": round(1000 * suite_s / n, 3),
-            "read_s": round(timed.spent["entries"], 2), "create_s": round(timed.spent["create_entries"], 2),
+            "table_entries": table, "read_s": round(timed.spent["entries"], 2),
+            "whole_table_read_s": round(full_read_s, 2), "create_s": round(timed.spent["create_entries"], 2),
             "delete_s": round(timed.spent["delete_entries"], 2),
             "cpu_s": {k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after},
             "load_before": load_before, "load_after": load_after,
@@ -162,13 +171,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results.json")
     ap.add_argument("--datastore", choices=configs.DATASTORES, default="sqlite3")
     ap.add_argument("--others", type=int, default=0, help="unrelated entries kept in the table (other nodes)")
+    ap.add_argument("--sqlite-analyze", action="store_true",
+                    help="run sqlite's ANALYZE on the lab server's datastore before each move (SPIRE never does): "
+                         "shows what the query plan of SPIRE's duplicate check costs without statistics")
     ap.add_argument("--skip-suite", action="store_true", help="re-registration only: no pytest runs")
     ap.add_argument("--root-prefix", default="lab-bench-", help="the lab root is a fresh /tmp/<prefix>*")
     args = ap.parse_args()
+    if args.sqlite_analyze and args.datastore != "sqlite3":
+        ap.error("--sqlite-analyze needs --datastore sqlite3")
     root = Path(tempfile.mkdtemp(prefix=args.root_prefix, dir="/tmp"))
     out: dict = {"machine": {"nproc": os.cpu_count(), "loadavg_start": list(os.getloadavg())},
                  "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "datastore": args.datastore,
-                 "other_entries": args.others, "batch": {"size": spire.BATCH, "workers": spire.WORKERS}}
+                 "other_entries": args.others,
+                 "sqlite_analyze": args.sqlite_analyze, "batch": {"size": spire.BATCH, "workers": spire.WORKERS}}
 
     def save() -> None:
         args.out.write_text(json.dumps(out, indent=2) + "\n")
@@ -195,7 +210,8 @@ def main() -> None:
             out["others_seed_s"] = _seed_others(services.server_cli(t), args.others)
         out["reregistration"] = []
         for n in args.sizes.split(","):
-            out["reregistration"].append(_bench_entries(t, int(n), args.loop_cap, cpu))
+            analyze = t.server.data_dir / "datastore.sqlite3" if args.sqlite_analyze else None
+            out["reregistration"].append(_bench_entries(t, int(n), args.loop_cap, cpu, analyze))
             save()
     finally:
         core.down(root, purge=True, log=lambda m: None)
