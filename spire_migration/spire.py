@@ -32,6 +32,8 @@ BATCH = 500
 #: commits overlap (one transaction per entry); sqlite serialises its writes, so there it
 #: changes little. Measured in benchmarks/bench_migration.py (docs/benchmark-rereg.md).
 WORKERS = 4
+#: The smallest chunk worth a CLI call of its own when spreading a batch over the workers.
+MIN_CHUNK = 100
 
 
 def id_str(spiffe_id: dict[str, str] | str) -> str:
@@ -196,7 +198,7 @@ class SpireServer:
         A call that fails stops the chunks not yet started; a missing result is a failure."""
         ok: list[dict[str, Any]] = []
         failed: list[tuple[str, str]] = []
-        chunks = list(_chunks(items, BATCH))
+        chunks = list(_chunks(items, chunk_size(len(items))))
         stop = threading.Event()
 
         def call(chunk: list[Any]) -> Any:
@@ -248,6 +250,16 @@ class SpireAgent:
         except (OSError, subprocess.TimeoutExpired):
             return False
         return proc.returncode == 0
+
+
+def chunk_size(n: int) -> int:
+    """Items per call: enough calls to keep :data:`WORKERS` busy, at most :data:`BATCH` each,
+    and no call smaller than :data:`MIN_CHUNK` (a handful of entries is one call).
+
+    >>> [chunk_size(n) for n in (10, 400, 1000, 20000)]
+    [100, 100, 250, 500]
+    """
+    return min(BATCH, max(MIN_CHUNK, -(-n // WORKERS)))
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
