@@ -9,7 +9,7 @@ from pathlib import Path
 
 from spire_migration.errors import MigrationError
 
-from . import core
+from . import configs, core
 from .k8s import control_plane, gobuild
 from .layout import DEFAULT_ROOT, Layout
 from .spire_build import ensure_spire
@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="provision the lab; prints the target file path last")
     p_up.add_argument("--agents", type=int, default=1, help="number of agent nodes (each with its own swtpm)")
+    p_up.add_argument("--datastore", choices=configs.DATASTORES, default="sqlite3",
+                      help="the server's datastore: the guide's sqlite3 file, or a private PostgreSQL cluster")
     p_up.add_argument("--kubernetes", action="store_true",
                       help="also a real control plane (etcd, kube-apiserver, controller-manager, scheduler) "
                            "with a kwok node, built from Go modules")
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.cmd == "up":
-            target = core.up(args.root, agents=args.agents, log=log)
+            target = core.up(args.root, agents=args.agents, log=log, datastore=args.datastore)
             if args.kubernetes or args.kubelet:
                 log(f"kubeconfig: {control_plane.up(args.root, log=log)}")
             if args.kubelet:

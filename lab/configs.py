@@ -15,7 +15,14 @@ def _section(name: str, **settings: object) -> str:
     return f"{name} {{\n{lines}}}"
 
 
-def server_conf(lay: Layout, trust_domain: str, port: int) -> str:
+#: The DataStore "sql" database types the lab can give its server.
+DATASTORES = ("sqlite3", "postgres")
+
+
+def server_conf(lay: Layout, trust_domain: str, port: int, database_type: str = "sqlite3",
+                connection_string: str | None = None) -> str:
+    """The guide's server.conf; the datastore is the guide's sqlite file unless told otherwise."""
+    connection_string = connection_string or f"{lay.server_data}/datastore.sqlite3"
     return f'''# SPIRE Server configuration - Phase 3 (Kubernetes SPIRE integration)
 # Managed by the platform team. Node attestation: join tokens.
 {_section("server", bind_address="127.0.0.1", bind_port=port, socket_path=lay.server_socket,
@@ -25,8 +32,8 @@ def server_conf(lay: Layout, trust_domain: str, port: int) -> str:
 plugins {{
     DataStore "sql" {{
         plugin_data {{
-            database_type = "sqlite3"
-            connection_string = "{lay.server_data}/datastore.sqlite3"
+            database_type = "{database_type}"
+            connection_string = "{connection_string}"
         }}
     }}
 

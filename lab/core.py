@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ from spire_migration.fsperm import check_trusted_path
 from spire_migration.node.runtimes import get_runtime
 from spire_migration.config.target import Target
 
-from . import configs, docker_engine, swtpm
+from . import configs, docker_engine, postgres, swtpm
 from .devid import provision_devid
 from .layout import DEFAULT_ROOT, PRIVATE_BASE, Layout, Node, private_base
 from .ports import free_port
@@ -41,6 +42,11 @@ TRUST_DOMAIN = "example.org"
 AGENT_ALIAS = f"spiffe://{TRUST_DOMAIN}/agent"
 
 Log = Callable[[str], None]
+
+
+def _user() -> str:
+    """The OS user the lab's server runs as (its PostgreSQL role: peer authentication)."""
+    return pwd.getpwuid(os.geteuid()).pw_name
 
 
 def load_state(lay: Layout) -> dict:
@@ -131,8 +137,13 @@ def _prepare_root(root: Path) -> None:
     os.chmod(root, 0o755)
 
 
-def up(root: Path, agents: int = 1, log: Log = print) -> Path:
-    """Provision the lab and the Phase 3 state; returns the target file path."""
+def up(root: Path, agents: int = 1, log: Log = print, datastore: str = "sqlite3") -> Path:
+    """Provision the lab and the Phase 3 state; returns the target file path.
+
+    ``datastore``: the server's DataStore "sql" database type, sqlite3 (the guide's) or
+    postgres (a private cluster under the lab root, see :mod:`lab.postgres`)."""
+    if datastore not in configs.DATASTORES:
+        raise LabError("unknown datastore", expected=" or ".join(configs.DATASTORES), found=datastore)
     lay = Layout(Path(root).resolve())
     _prepare_root(lay.root)
     if load_state(lay).get("up"):
@@ -154,7 +165,7 @@ def up(root: Path, agents: int = 1, log: Log = print) -> Path:
     names = [f"node-{i}" for i in range(1, agents + 1)]
     state = {"up": True, "trust_domain": TRUST_DOMAIN, "bin_dir": str(bin_dir),
              "spire_version": SPIRE_VERSION, "server_port": free_port(), "nodes": names,
-             "app_ports": {n: free_port() for n in names}}
+             "app_ports": {n: free_port() for n in names}, "datastore": datastore}
     save_state(lay, state)
 
     # TPMs and DevIDs: what the hardware installer would have provisioned.
@@ -175,7 +186,12 @@ def up(root: Path, agents: int = 1, log: Log = print) -> Path:
     # Phase 3, as the guide has it.
     lay.server_conf.parent.mkdir(parents=True, exist_ok=True)
     lay.server_data.mkdir(parents=True, exist_ok=True)
-    write_file(lay.server_conf, configs.server_conf(lay, TRUST_DOMAIN, state["server_port"]), mode=0o644)
+    connection = None
+    if datastore == "postgres":
+        connection = postgres.start(lay.postgres_dir).connection_string(_user())
+        log(f"PostgreSQL ready on {lay.postgres_dir / 'socket'} ({time.monotonic() - t0:.1f} s)")
+    write_file(lay.server_conf, configs.server_conf(lay, TRUST_DOMAIN, state["server_port"], datastore,
+                                                    connection), mode=0o644)
     for name in names:
         node = lay.node(name)
         node.agent_data.mkdir(parents=True, exist_ok=True)
@@ -232,6 +248,8 @@ def down(root: Path, purge: bool = False, log: Log = print) -> None:
                 log(f"stopped spire-server (pid {info.pid})")
         except Exception as exc:  # noqa: BLE001
             log(f"server: {exc}")
+    if lay.postgres_dir.exists() and (info := postgres.stop(lay.postgres_dir)):
+        log(f"stopped PostgreSQL (pid {info.pid})")
     if lay.docker_dir.exists():
         docker_engine.stop(lay.docker_dir)
         log("stopped dockerd")
@@ -274,6 +292,9 @@ def status(root: Path) -> list[str]:
     t = target_for(lay)
     srv = services.server_proc(t)
     lines.append(f"spire-server: {'running (pid %d)' % srv.pid if srv else 'stopped'}")
+    if state.get("datastore") == "postgres":
+        pg = postgres.Cluster(lay.postgres_dir).running()
+        lines.append(f"postgres: {'running (pid %d)' % pg.pid if pg else 'stopped'}")
     for name in state["nodes"]:
         tn = target_for(lay, name)
         ag = services.agent_proc(tn)

@@ -63,6 +63,7 @@ class Layout:
     server_socket = _below("server_dir", "private", "api.sock")
     server_log = _below("server_dir", "server.log")
     server_pid = _below("server_dir", "server.pid")
+    postgres_dir = _below("server_dir", "postgres")  # the server's PostgreSQL cluster (--datastore postgres)
     bootstrap_bundle = _below("server_dir", "bootstrap-bundle.pem")
     devid_ca_bundle = _below("server_dir", "conf", "devid-cacert.pem")
     endorsement_ca_bundle = _below("server_dir", "conf", "endorsement-cacert.pem")

@@ -209,10 +209,12 @@ def daemon_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def start(argv: Sequence[str], *, log: Path, pid_file: Path,
-          env: Mapping[str, str] | None = None, cwd: Path | None = None) -> ProcInfo:
+          env: Mapping[str, str] | None = None, cwd: Path | None = None,
+          user: str | None = None) -> ProcInfo:
     """Start ``argv`` detached (own session), output appended to ``log``, pid to ``pid_file``.
 
     The process gets :func:`daemon_env` plus ``env``: never the suite's whole environment.
+    With ``user`` it runs as that user (a root caller only).
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -221,13 +223,14 @@ def start(argv: Sequence[str], *, log: Path, pid_file: Path,
         try:
             proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env=daemon_env(env), cwd=cwd, close_fds=True)
+                                    env=daemon_env(env), cwd=cwd, close_fds=True, user=user)
         except OSError as exc:
             raise ProcessError(f"cannot start {Path(argv[0]).name}", expected="an executable",
                                found=str(exc)) from exc
     write_file(pid_file, f"{proc.pid}\n")
     # /proc/<pid> shows the forking parent (our exe, our or no cmdline) until the exec
-    info = poll(lambda: (i := proc_info(proc.pid)) is None or i.argv == tuple(argv) and matches(i, argv[0]) and i,
+    uids = allowed_uids(user)
+    info = poll(lambda: (i := proc_info(proc.pid)) is None or i.argv == tuple(argv) and matches(i, argv[0], uids) and i,
                 timeout=5.0,
                 what=f"{Path(argv[0]).name} to exec", error=ProcessError, raise_on_timeout=False)
     info = info if isinstance(info, ProcInfo) else proc_info(proc.pid)
@@ -240,14 +243,16 @@ def start(argv: Sequence[str], *, log: Path, pid_file: Path,
     return info
 
 
-def stop(info: ProcInfo, *, timeout: float = 15.0, pid_file: Path | None = None) -> None:
-    """SIGTERM this exact process, wait for it (deadline), SIGKILL if it will not go."""
+def stop(info: ProcInfo, *, timeout: float = 15.0, pid_file: Path | None = None,
+         sig: int = signal.SIGTERM) -> None:
+    """Signal this exact process (``sig``, SIGTERM by default), wait for it (deadline),
+    SIGKILL if it will not go."""
     with _Handle(info) as handle:
         if handle.gone:
             if pid_file:
                 pid_file.unlink(missing_ok=True)
             return  # already gone (or the pid now belongs to someone else)
-        handle.signal(signal.SIGTERM)
+        handle.signal(sig)
         _reap(info.pid)
         if not poll(lambda: handle.exited() or _reap(info.pid), timeout=timeout, raise_on_timeout=False,
                     what=f"{Path(info.argv[0]).name if info.argv else 'pid'} {info.pid} to exit"):

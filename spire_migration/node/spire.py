@@ -12,6 +12,8 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -26,6 +28,12 @@ CONTENT_FIELDS = ("spiffe_id", "selectors", "x509_svid_ttl", "jwt_svid_ttl", "dn
                   "hint", "federates_with", "admin", "downstream", "expires_at", "store_svid")
 
 BATCH = 500
+#: Batch calls in flight at once. The server serves them concurrently: on PostgreSQL their
+#: commits overlap (one transaction per entry); sqlite serialises its writes, so there it
+#: changes little. Measured in benchmarks/bench_migration.py (docs/benchmark-rereg.md).
+WORKERS = 4
+#: The smallest chunk worth a CLI call of its own when spreading a batch over the workers.
+MIN_CHUNK = 100
 
 
 def id_str(spiffe_id: dict[str, str] | str) -> str:
@@ -165,6 +173,8 @@ class SpireServer:
 
     # -- entries --------------------------------------------------------------
     def entries(self, **filters: str) -> list[dict[str, Any]]:
+        """``entry show``; ``filters`` are its flags (``parentID``, ``spiffeID``, ``selector``),
+        applied by the server. Without a filter this is the whole table."""
         args = ["entry", "show"]
         for key, value in filters.items():
             args += [f"-{key}", value]
@@ -184,14 +194,31 @@ class SpireServer:
 
     def _batch(self, items: list[Any], key: str, args: tuple[str, ...], name: Callable[[Any], str],
                ok_codes: tuple[int, ...] = (0,)) -> BatchResult:
+        """Every chunk in its own call, up to :data:`WORKERS` at once; results in input order.
+        A call that fails stops the chunks not yet started; a missing result is a failure."""
         ok: list[dict[str, Any]] = []
         failed: list[tuple[str, str]] = []
-        for chunk in _chunks(items, BATCH):
-            out = self._with_file({key: chunk}, *args)
-            for wanted, result in zip(chunk, out.get("results") or []):
-                status = result.get("status") or {}
+        chunks = list(_chunks(items, chunk_size(len(items))))
+        stop = threading.Event()
+
+        def call(chunk: list[Any]) -> Any:
+            if stop.is_set():
+                return None       # an earlier call failed: never started
+            try:
+                return self._with_file({key: chunk}, *args)
+            except BaseException:
+                stop.set()
+                raise
+
+        with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(chunks)))) as pool:
+            outs = [c.result() for c in [pool.submit(call, chunk) for chunk in chunks]]
+        for chunk, out in zip(chunks, outs):
+            results = out.get("results") or []
+            for i, wanted in enumerate(chunk):
+                status = (results[i].get("status") or {}) if i < len(results) else \
+                    {"code": -1, "message": "no result returned for it"}
                 if int(status.get("code", 0)) in ok_codes:
-                    ok.append(result.get("entry") or {"id": wanted})
+                    ok.append(results[i].get("entry") or {"id": wanted})
                 else:
                     failed.append((name(wanted), status.get("message", "unknown error")))
         return BatchResult(ok, failed)
@@ -223,6 +250,16 @@ class SpireAgent:
         except (OSError, subprocess.TimeoutExpired):
             return False
         return proc.returncode == 0
+
+
+def chunk_size(n: int) -> int:
+    """Items per call: enough calls to keep :data:`WORKERS` busy, at most :data:`BATCH` each,
+    and no call smaller than :data:`MIN_CHUNK` (a handful of entries is one call).
+
+    >>> [chunk_size(n) for n in (10, 400, 1000, 20000)]
+    [100, 100, 250, 500]
+    """
+    return min(BATCH, max(MIN_CHUNK, -(-n // WORKERS)))
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

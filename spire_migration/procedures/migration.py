@@ -31,7 +31,7 @@ from spire_migration.config.hclconfig import SpireConfig, load_config
 from spire_migration.records.locks import holds_server_lock
 from spire_migration.node.facade import Phase
 from spire_migration.redact import redact
-from spire_migration.procedures.reregister import apply_reparent, plan_reparent
+from spire_migration.procedures.reregister import apply_reparent, reparent_plan
 from spire_migration.node.spiffe_ids import is_join_token_agent, is_tpm_agent
 from spire_migration.procedures.steprun import JournaledRun, StepResult
 
@@ -301,7 +301,6 @@ class Migration(JournaledRun):
             raise MigrationError("cannot tell the old and new agent IDs", expected="both known",
                                  found=f"old {redact(str(old))}, new {new}", remedy="run steps 1-7 first")
         server = self.node.server
-        entries = server.entries()
         parent = new
         changes: list[str] = []
         alias = self.t.attestor.node_alias
@@ -309,7 +308,7 @@ class Migration(JournaledRun):
             parent = alias
             sels = self.journal.fact("tpm_selectors") or []
             want = sorted(s for s in sels if s.startswith(f"{self.t.attestor.profile}:") and ":subject:" in s)
-            have = [e for e in entries if e["spiffe_id"] and _id(e["spiffe_id"]) == alias]
+            have = server.entries(spiffeID=alias)
             if not have:
                 if not self.plan:
                     res = server.create_entries([{"spiffe_id": alias, "parent_id": self.t.server_id,
@@ -317,7 +316,7 @@ class Migration(JournaledRun):
                     if res.failed:
                         raise SpireError("node alias entry not created", expected="status 0", found=str(res.failed))
                 changes.append(f"create node alias {alias} with TPM node selectors {want}")
-        plan = plan_reparent(entries, old, parent, self.t.server_id)
+        plan = reparent_plan(server, old, parent, self.t.server_id)
         if self.plan:
             changes += plan.lines()
         else:
@@ -377,11 +376,6 @@ class Migration(JournaledRun):
     def run(self) -> list[StepResult]:
         """All ten steps in order (what `pytest -m migrate` does, without pytest)."""
         return [getattr(self, name)() for name in self.STEPS]
-
-
-def _id(value) -> str:
-    from spire_migration.node.spire import id_str
-    return id_str(value)
 
 
 def _user_can_open(user: str, info: tpm.TPMInfo) -> bool:

@@ -6,6 +6,11 @@ downstream...), then the old entries are deleted by entry ID. Node alias
 entries that select the old agent (``spiffe_id:<old agent ID>``) are updated to
 select the new one. Safe to re-run after an interruption: entries already
 present under the new parent are not created twice.
+
+Only the entries a re-parenting concerns are read (:func:`read_reparent_entries`:
+three filtered ``entry show`` calls), never the whole table: in a fleet the
+server holds every other node's entries, and a node's re-registration must not
+cost more because of them.
 """
 
 from __future__ import annotations
@@ -85,6 +90,24 @@ def plan_reparent(entries: list[dict[str, Any]], old_parent: str, new_parent: st
             data["entry_id"] = e["id"]
             plan.aliases.append(data)
     return plan
+
+
+def read_reparent_entries(server: SpireServer, old_parent: str, new_parent: str,
+                          server_id: str) -> list[dict[str, Any]]:
+    """The entries :func:`plan_reparent` needs, read with server-side filters: those under
+    the old and the new parent, and the node aliases (under the server) selecting the old agent."""
+    found: dict[str, dict[str, Any]] = {}
+    for filters in ({"parentID": old_parent}, {"parentID": new_parent},
+                    {"parentID": server_id, "selector": f"spiffe_id:{old_parent}"}):
+        for e in server.entries(**filters):
+            found.setdefault(e["id"], e)
+    return list(found.values())
+
+
+def reparent_plan(server: SpireServer, old_parent: str, new_parent: str, server_id: str) -> ReparentPlan:
+    """Read what concerns this move (not the table) and plan it."""
+    return plan_reparent(read_reparent_entries(server, old_parent, new_parent, server_id),
+                         old_parent, new_parent, server_id)
 
 
 def apply_reparent(server: SpireServer, plan: ReparentPlan) -> list[str]:

@@ -46,7 +46,7 @@ from spire_migration.records.locks import holds_server_lock
 from spire_migration.procedures.migration import IDENTITY
 from spire_migration.node.facade import Node, Phase
 from spire_migration.redact import redact
-from spire_migration.procedures.reregister import apply_reparent, moved_content, plan_reparent
+from spire_migration.procedures.reregister import apply_reparent, moved_content, reparent_plan
 from spire_migration.node.spiffe_ids import TPM_ATTESTORS, is_join_token_agent, is_tpm_agent
 from spire_migration.node.spire import entry_content, id_str
 from spire_migration.procedures.steprun import JournaledRun, StepResult
@@ -238,7 +238,7 @@ class Rollback(JournaledRun):
                            f"spire-agent pid {info.pid} with it; it attested as {redact(new)}")
         notes.append(f"new join_token agent {redact(new)}")
         for old_parent in [p for p in (self.t.attestor.node_alias, tpm_id, old_jt) if p]:
-            plan = plan_reparent(server.entries(), old_parent, new, self.t.server_id)
+            plan = reparent_plan(server, old_parent, new, self.t.server_id)
             if not plan.empty:
                 changes += apply_reparent(server, plan)
         for gone in [p for p in (tpm_id, old_jt) if p]:
@@ -311,8 +311,7 @@ class Rollback(JournaledRun):
         old, new = self.old_join_token_id(), node.agent_id()
         if not old or not new:
             return ["<cannot tell the old and new join_token agent IDs>"]
-        have = [json.dumps(entry_content(e), sort_keys=True) for e in node.server.entries()
-                if id_str(e["parent_id"]) == new]
+        have = [json.dumps(entry_content(e), sort_keys=True) for e in node.server.entries(parentID=new)]
         missing = []
         for e in self.exported_entries():
             if id_str(e["parent_id"]) == old:

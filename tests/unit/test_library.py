@@ -1,4 +1,4 @@
-"""Pure logic of the library: target, redaction, journal, re-parenting, processes, guide lint."""
+"""Pure logic of the library: target, redaction, journal, processes, guide lint."""
 
 from __future__ import annotations
 
@@ -14,24 +14,10 @@ from spire_migration.config.guide_lint import lint
 from spire_migration.config.hclconfig import HclConfig
 from spire_migration.records.journal import Journal
 from spire_migration.redact import redact, redact_obj, register_secret
-from spire_migration.procedures.reregister import moved_content, plan_reparent
 from spire_migration.config.target import Target
 
 TD = "example.org"
 OLD = "spiffe://example.org/spire/agent/join_token/1234abcd-0000-1111-2222-333344445555"
-NEW = "spiffe://example.org/spire/agent/tpm_devid/ab12"
-SERVER = "spiffe://example.org/spire/server"
-
-
-def _id(s: str) -> dict:
-    td, _, path = s.removeprefix("spiffe://").partition("/")
-    return {"trust_domain": td, "path": "/" + path}
-
-
-def _entry(eid: str, spiffe: str, parent: str, sels: list[str], **extra) -> dict:
-    return {"id": eid, "spiffe_id": _id(spiffe), "parent_id": _id(parent),
-            "selectors": [dict(zip(("type", "value"), s.split(":", 1))) for s in sels], **extra}
-
 
 # -- target ---------------------------------------------------------------------
 def test_target_missing_file_is_a_clear_error(tmp_path):
@@ -99,37 +85,6 @@ def test_the_lock_stops_a_second_run(tmp_path):
                 pass
     with j.lock():   # released
         pass
-
-
-# -- re-parenting ----------------------------------------------------------------
-def test_reparent_moves_every_entry_and_repoints_aliases():
-    entries = [
-        _entry("1", "spiffe://example.org/k8s-workload", OLD, ["docker:label:a:b"], x509_svid_ttl=600,
-               dns_names=["w.example.org"], hint="web", admin=True),
-        _entry("2", "spiffe://example.org/agent", OLD, [f"spiffe_id:{OLD}"]),
-        _entry("3", "spiffe://example.org/nodes/all", SERVER, [f"spiffe_id:{OLD}"]),
-        _entry("4", "spiffe://example.org/other", "spiffe://example.org/spire/agent/join_token/zzzz", ["unix:uid:1"]),
-    ]
-    plan = plan_reparent(entries, OLD, NEW, SERVER)
-    assert sorted(e["spiffe_id"] for e in plan.create) == ["spiffe://example.org/agent",
-                                                            "spiffe://example.org/k8s-workload"]
-    workload = next(e for e in plan.create if e["spiffe_id"].endswith("k8s-workload"))
-    assert workload["parent_id"] == NEW and workload["x509_svid_ttl"] == 600 and workload["admin"] is True
-    assert workload["dns_names"] == ["w.example.org"] and workload["hint"] == "web"
-    alias_under_agent = next(e for e in plan.create if e["spiffe_id"].endswith("/agent"))
-    assert alias_under_agent["selectors"] == [{"type": "spiffe_id", "value": NEW}]
-    assert plan.delete == ["1", "2"]
-    assert [a["entry_id"] for a in plan.aliases] == ["3"]
-    assert plan.aliases[0]["selectors"] == [{"type": "spiffe_id", "value": NEW}]
-    assert not any("zzzz" in json.dumps(e) for e in plan.create)
-
-
-def test_reparent_after_an_interruption_creates_nothing_twice():
-    old = _entry("1", "spiffe://example.org/k8s-workload", OLD, ["docker:label:a:b"])
-    done = _entry("9", "spiffe://example.org/k8s-workload", NEW, ["docker:label:a:b"])
-    plan = plan_reparent([old, done], OLD, NEW, SERVER)
-    assert plan.create == [] and plan.delete == ["1"]
-    assert moved_content(old, OLD, NEW) == moved_content(done, OLD, NEW)
 
 
 # -- processes -------------------------------------------------------------------
