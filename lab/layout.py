@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The private folder (root, 0700) the labs live in: a lab's target files pass the suite's
+#: The private folder (root, 0711) the labs live in: a lab's target files pass the suite's
 #: ownership check (every folder above them root's, none writable by others, which /tmp is),
 #: and the path is short, so the lab's unix socket paths stay far below 108 bytes.
 PRIVATE_BASE = Path("/run/spire-lab")
@@ -14,9 +14,11 @@ DEFAULT_ROOT = Path(os.environ.get("SPIRE_LAB_ROOT", PRIVATE_BASE / "lab"))
 
 
 def private_base() -> Path:
-    """PRIVATE_BASE, created 0700 (and made so) when missing."""
-    PRIVATE_BASE.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(PRIVATE_BASE, 0o700)
+    """PRIVATE_BASE, root's and made 0711: nobody else may list it or write into it (a target below
+    it passes the suite's ownership check), but a lab daemon run as another user (PostgreSQL as
+    ``postgres``) may pass through it to its own folder."""
+    PRIVATE_BASE.mkdir(mode=0o711, parents=True, exist_ok=True)
+    os.chmod(PRIVATE_BASE, 0o711)
     return PRIVATE_BASE
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab import core, postgres
-from lab.layout import Layout
+from lab.layout import Layout, private_base
 from spire_migration.node import process, services
 from spire_migration.procedures.reregister import apply_reparent, reparent_plan
 from spire_migration.config.target import Target
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not list(Path("/usr/lib/postgresql").glob("*/bin
 
 
 def test_server_on_postgres_reregisters_and_down_stops_the_cluster():
-    root = Path(tempfile.mkdtemp(prefix="lab-pg-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="lab-pg-", dir=private_base()))
     lay = Layout(root.resolve())
     pg = None
     try:
