@@ -193,3 +193,27 @@ def test_a_failed_call_stops_the_chunks_not_yet_started(monkeypatch):
     with pytest.raises(SpireError):
         srv._batch(list(range(20 * spire.BATCH)), "ids", ("entry", "delete", "-file"), str)
     assert [c[0] for c in srv.calls] == [0, spire.BATCH]
+
+
+def test_a_join_token_agent_id_never_goes_on_the_command_line():
+    """The ID carries the token: the server filters by it are applied here, on the whole table."""
+    seen: list[tuple[str, ...]] = []
+
+    class Recording(SpireServer):
+        def json(self, *args, stdin=None):
+            seen.append(args)
+            return {"entries": [
+                {"id": "a", "parent_id": "spiffe://td/spire/agent/join_token/tok-1", "spiffe_id": "spiffe://td/w",
+                 "selectors": [{"type": "docker", "value": "label:x:y"}]},
+                {"id": "b", "parent_id": "spiffe://td/spire/server", "spiffe_id": "spiffe://td/alias",
+                 "selectors": [{"type": "spiffe_id", "value": "spiffe://td/spire/agent/join_token/tok-1"}]},
+                {"id": "c", "parent_id": "spiffe://td/spire/agent/tpm_devid/abc", "spiffe_id": "spiffe://td/v",
+                 "selectors": []}]}
+
+    srv = Recording(Path("/bin/false"), Path("/tmp/none.sock"))
+    jt = "spiffe://td/spire/agent/join_token/tok-1"
+    assert [e["id"] for e in srv.entries(parentID=jt)] == ["a"]
+    assert [e["id"] for e in srv.entries(parentID="spiffe://td/spire/server", selector=f"spiffe_id:{jt}")] == ["b"]
+    assert not any("tok-1" in arg for args in seen for arg in args)
+    srv.entries(parentID="spiffe://td/spire/agent/tpm_devid/abc")
+    assert seen[-1] == ("entry", "show", "-parentID", "spiffe://td/spire/agent/tpm_devid/abc")
