@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 
 from lab.docker_engine import mounts_under
-from lab.fleet import lifecycle
+from lab.fleet import lifecycle, provision
 from lab.fleet.docker import Docker
 from lab.fleet.layout import FleetLayout
 from lab.layout import Layout, private_base
@@ -147,8 +147,8 @@ def test_suite_runs_inside_a_host_and_its_target_holds_the_guides_defaults(fleet
     assert fleet.exec(h, "stat", "-c", "%a %U", "/etc/spire-migration", "/etc/spire-migration/target.toml"
                       ).stdout.split() == ["755", "root", "644", "root"]
     text = fleet.exec(h, "cat", "/etc/spire-migration/target.toml").stdout
-    known = text.split("# --- BEGIN systemd keys")[0]      # the block after it awaits the suite's systemd keys
-    t = Target.from_dict(tomllib.loads(known))
+    assert tomllib.loads(text)["workload"]["runtime"] == "systemd"
+    t = Target.from_dict(tomllib.loads(provision.without_systemd_keys(text)))   # until systemd keys are known
     assert (t.node, t.tpm.tcti, t.workload.selectors) == (h["name"], "swtpm:path=/dev/tpmrm0", ["unix:uid:1001"])
     assert (t.agent.config, t.agent.socket, t.tpm.device) == (
         Path("/opt/spire/conf/agent/agent.conf"), Path("/tmp/spire-agent/public/api.sock"), Path("/dev/tpmrm0"))

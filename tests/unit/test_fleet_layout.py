@@ -58,17 +58,19 @@ def test_inventory_has_both_groups_and_ssh_settings_per_host() -> None:
     assert "StrictHostKeyChecking=yes" in words["ansible_ssh_common_args"]
 
 
-def test_targets_hold_the_guides_paths_and_a_marked_systemd_block() -> None:
+def test_targets_hold_the_guides_paths_and_marked_systemd_keys() -> None:
     lay = FleetLayout(ROOT)
     for name, ip in (("server", "10.231.5.10"), ("node-1", "10.231.5.11")):
         text = provision.target_toml(lay.host(name, ip))
-        known, marked = text.split("# --- BEGIN systemd keys")
-        t = Target.from_dict(tomllib.loads(known))
+        whole = tomllib.loads(text)                                   # valid TOML with the marked keys
+        t = Target.from_dict(tomllib.loads(provision.without_systemd_keys(text)))   # and without them
         assert t.node == name and t.server.config == Path("/opt/spire/conf/server/server.conf")
-        assert "# --- END systemd keys ---" in marked
-        tomllib.loads(text.replace("[workload]  #", "[workload2]  #"))   # the whole file is valid TOML
-    agent = tomllib.loads(provision.target_toml(lay.host("node-1", "10.231.5.11")).split("# --- BEGIN")[0])
-    assert agent["tpm"]["tcti"] == "swtpm:path=/dev/tpmrm0" and agent["workload"]["selectors"] == ["unix:uid:1001"]
+        assert "unit" not in provision.without_systemd_keys(text)
+        assert whole.get("server", whole.get("agent"))["unit"].endswith(".service")
+    agent = tomllib.loads(provision.target_toml(lay.host("node-1", "10.231.5.11")))
+    assert agent["tpm"]["tcti"] == "swtpm:path=/dev/tpmrm0"
+    assert agent["workload"] == {"selectors": ["unix:uid:1001"], "runtime": "systemd", "unit": "mtls-app.service"}
+    assert agent["agent"] == {"unit": "spire-agent.service"}
 
 
 def test_agent_conf_reads_its_token_from_a_file_and_attests_workloads_by_uid() -> None:
