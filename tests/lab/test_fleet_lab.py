@@ -24,6 +24,7 @@ from lab.fleet.docker import Docker
 from lab.fleet.layout import FleetLayout
 from lab.layout import Layout, private_base
 from spire_migration.config.target import Target
+from spire_migration.retry import poll
 
 pytestmark = pytest.mark.lab
 PROJECT = Path(__file__).resolve().parents[2]
@@ -177,6 +178,23 @@ def test_hosts_are_isolated_from_each_other_and_from_outside(fleet):
     assert routes[0].startswith(f"default via {gateway} ") and len(routes) == 2, routes
     assert f"inet {gateway}/" not in subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
     assert fleet.exec(node1, py, "-c", probe, "192.0.2.1", "53").stdout.startswith("closed")
+
+
+def test_an_agent_restarted_by_systemd_comes_back_as_the_same_agent(fleet):
+    """What the migration does to a unit: restart it. The spent join token is not needed again."""
+    server, h = fleet.hosts("server")[0], fleet.hosts("agent")[0]
+
+    def agent_ids() -> list[str]:
+        out = fleet.exec(server, "/opt/spire/bin/spire-server", "agent", "list", "-output", "json").stdout
+        return sorted(a["id"]["path"] for a in json.loads(out)["agents"])
+    before = agent_ids()
+    old = fleet.exec(h, "systemctl", "show", "-p", "MainPID", "--value", "spire-agent.service").stdout.strip()
+    assert fleet.exec(h, "systemctl", "restart", "spire-agent.service").returncode == 0
+    new = fleet.exec(h, "systemctl", "show", "-p", "MainPID", "--value", "spire-agent.service").stdout.strip()
+    assert new != old and new != "0"
+    poll(lambda: fleet.exec(h, "/opt/spire/bin/spire-agent", "healthcheck").returncode == 0, timeout=60,
+         what="spire-agent healthy after restart")
+    assert agent_ids() == before
 
 
 def test_status_names_every_host_and_its_memory(fleet):
