@@ -91,6 +91,34 @@ def test_every_agent_host_runs_spire_agent_under_systemd_at_the_guides_paths(fle
             assert fleet.exec(h, "test", "-s", f"/opt/spire/conf/agent/{f}").returncode == 0, f
 
 
+TPM_PROOF = """
+from pathlib import Path
+from spire_migration.config.target import TPMSpec
+from spire_migration.node import tpm
+spec = TPMSpec(device=Path("/dev/tpmrm0"), tcti="swtpm:path=/dev/tpmrm0")
+info = tpm.probe(spec)
+assert info.ek_cert_der and info.ek_matches_cert, info
+d = Path("/opt/spire/conf/agent")
+tpm.check_devid_matches_tpm(spec, d / "devid.crt.pem", d / "devid.pub", d / "devid.priv")
+print(info.ek_cert_der.hex())
+"""
+
+
+def test_each_agent_hosts_own_tpm_holds_its_ek_certificate_and_devid(fleet):
+    """Phase 4's hardware, checked inside each host with the suite's own TPM code: the EK certificate
+    (chaining to the endorsement CA the server host trusts) and the DevID key load in that host's TPM."""
+    from spire_migration.node.tpm import ek_cert_chains_to
+    server = fleet.lay.host("server", fleet.hosts("server")[0]["ip"])
+    ek_certs = set()
+    for h in fleet.hosts("agent"):
+        out = fleet.exec(h, str(PROJECT / ".venv/bin/python"), "-c", TPM_PROOF)
+        assert out.returncode == 0, out.stderr[-2000:]
+        ek = bytes.fromhex(out.stdout.strip())
+        assert ek_cert_chains_to(ek, server.outside(Path("/opt/spire/conf/server/endorsement-cacert.pem")))
+        ek_certs.add(ek)
+    assert len(ek_certs) == 2       # each host its own TPM
+
+
 def test_the_join_token_is_on_no_command_line(fleet):
     for h in fleet.hosts("agent"):
         token = (fleet.lay.host(h["name"], h["ip"]).opt_spire / "conf/agent/join-token").read_text().strip()
