@@ -25,7 +25,7 @@ esac
 # openssh-server: sshd for the fleet lab's hosts (`lab up --fleet N`), each runs its own; the
 # machine's own ssh service is never started by this script (see below).
 APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 docker.io iproute2
-              pkg-config gcc util-linux python3-venv openssh-server openssh-client)
+              pkg-config gcc util-linux python3-venv openssh-server openssh-client systemd)
 ((tests)) && APT_PACKAGES+=(containerd runc containernetworking-plugins chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
