@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -31,7 +32,8 @@ from spire_migration.config.hclconfig import SpireConfig, load_config
 from spire_migration.records.locks import holds_server_lock
 from spire_migration.node.facade import Phase
 from spire_migration.redact import redact
-from spire_migration.procedures.reregister import apply_make, apply_reparent, reparent_plan
+from spire_migration.procedures.reregister import (apply_make, apply_reparent, cache_reload_s, reparent_plan,
+                                                   wait_until_served)
 from spire_migration.node.spiffe_ids import is_join_token_agent, is_tpm_agent
 from spire_migration.procedures.steprun import JournaledRun, StepResult
 
@@ -271,9 +273,12 @@ class Migration(JournaledRun):
             if not self.plan:
                 services.start_server(self.t)
             changes.append("start spire-server and wait until healthy")
-        changes += self.make()
+        made = self.make()
+        changes += made
         if (agent := self._agent_to_switch()) is not None:
             if not self.plan:
+                if made:
+                    wait_until_served(time.monotonic(), cache_reload_s(load_config(self.t.server.config).section("server")))
                 services.stop_agent(self.t)
             changes.append(f"stop the Phase 3 spire-agent pid {agent.pid}")
         if services.agent_proc(self.t) is None:

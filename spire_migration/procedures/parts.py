@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ from spire_migration.node.spiffe_ids import agent_kind, is_join_token_agent, is_
 from spire_migration.node.spire import id_str, selector_strs
 from spire_migration.procedures import restore
 from spire_migration.procedures.migration import IDENTITY, Migration
-from spire_migration.procedures.reregister import apply_break, apply_make, reparent_plan
+from spire_migration.procedures.reregister import (apply_break, apply_make, cache_reload_s, reparent_plan,
+                                                   wait_until_served)
 from spire_migration.procedures.steprun import JournaledRun, StepResult
 from spire_migration.records.journal import Journal
 from spire_migration.records.locks import holds_server_lock
@@ -373,8 +375,12 @@ class Registration(JournaledRun):
                              found="none", remedy="check the node's handoff is current (agent-prepare)")
         plan = reparent_plan(server, old, h.new_agent, self.t.server_id)
         changes = plan.lines()[:len(plan.create)] if self.plan else apply_make(server, plan)
+        reload_s = cache_reload_s(load_config(self.t.server.config).section("server"))
+        if changes and not self.plan:
+            wait_until_served(time.monotonic(), reload_s)
         return self.finish("guide_step_8_make", changes,
-                           [f"{len(plan.delete)} entries of {redact(old)} are served to {h.new_agent} as well"])
+                           [f"{len(plan.delete)} entries of {redact(old)} are served to {h.new_agent} as well, "
+                            f"from the server's next entry cache reload (every {reload_s:g} s)"])
 
     def break_(self) -> StepResult:
         """Step 7 (the server's half) and step 8, break: the server lists the new agent TPM-attested;

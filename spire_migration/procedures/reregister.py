@@ -18,11 +18,14 @@ cost more because of them.
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from spire_migration.errors import SpireError
+from spire_migration.retry import poll
 from spire_migration.procedures.faults import checkpoint
 from spire_migration.redact import redact
 from spire_migration.node.spire import SpireServer, entry_content, id_str, to_create_data
@@ -158,3 +161,35 @@ def apply_reparent(server: SpireServer, plan: ReparentPlan) -> list[str]:
     """Make, then break: the whole move in one call."""
     changes = apply_make(server, plan)
     return changes + apply_break(server, replace(plan, create=[]))
+
+
+#: SPIRE's default ``server.experimental.cache_reload_interval`` (pkg/server/endpoints/endpoints.go):
+#: agents are served entries from a cache the server reloads this often, not from the datastore.
+DEFAULT_CACHE_RELOAD_S = 5.0
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def cache_reload_s(server_section: dict[str, Any]) -> float:
+    """How long new entries take to reach agents: the server's entry cache reload interval.
+
+    >>> cache_reload_s({}), cache_reload_s({"experimental": {"cache_reload_interval": "1m30s"}})
+    (5.0, 90.0)
+    >>> cache_reload_s({"experimental": {"cache_reload_interval": "500ms"}})
+    0.5
+    """
+    value = ((server_section.get("experimental") or {}).get("cache_reload_interval") or "").strip()
+    parts = _GO_DURATION.findall(value)
+    if not value or "".join(n + u for n, u in parts) != value:
+        return DEFAULT_CACHE_RELOAD_S
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+def wait_until_served(made_at: float, reload_s: float) -> None:
+    """Make before break: the switch waits until the server's entry cache has reloaded since
+    the copies were made (``made_at``, monotonic), so the new agent's first sync brings them.
+    SPIRE has no API that says its cache holds an entry; the old agent serves meanwhile."""
+    ready = made_at + reload_s + 0.5
+    poll(lambda: time.monotonic() >= ready, timeout=reload_s + 5, interval=0.1, max_interval=0.5,
+         what=f"the server's entry cache to take the new entries (it reloads every {reload_s:g} s: "
+              "server.experimental.cache_reload_interval)")
