@@ -33,12 +33,13 @@ from spire_migration.node.process import ProcInfo
 from spire_migration.redact import redact
 from spire_migration.retry import poll
 from spire_migration.secret import Secret, secret_file
-from spire_migration.node.spire import SpireAgent, SpireServer
+from spire_migration.node.spire import CliRunner, SpireAgent, SpireServer
 from spire_migration.config.target import Target
 
 
-def server_cli(t: Target) -> SpireServer:
-    return SpireServer(t.server_bin, t.server.socket)
+def server_cli(t: Target, runner: CliRunner | None = None) -> SpireServer:
+    """The target's server CLI, run here or through ``runner`` (the server host of a fleet)."""
+    return SpireServer(t.server_bin, t.server.socket, runner=runner)
 
 
 def agent_cli(t: Target) -> SpireAgent:
