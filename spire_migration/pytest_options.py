@@ -64,6 +64,8 @@ def pytest_addoption(parser) -> None:
                     help="with --hosts: the testinfra host of the SPIRE server (e.g. ansible://server); its "
                          "CLI, config and process are read there (default: the one host of the "
                          "--ansible-inventory group spire_servers, when --hosts uses ansible://)")
+    group.addoption("--handoff", action="store", default=None, metavar="FILE",
+                    help="fleet make/break parts (on the server host): the node's handoff.json")
     group.addoption("--progress", action="store", default="text", choices=("text", "json", "off"),
                     help="live progress: text lines (default; none with -q), JSON lines on stdout "
                          "(one object per scenario/step/wait event), or off")
