@@ -91,6 +91,8 @@ def rootfs(python: str, app: str) -> bytes:
         tar_add(tar, "etc/shadow", data=b"root:*:19000:0:99999:7:::\n", mode=0o640)
         tar_add(tar, "etc/machine-id", data=b"", mode=0o444)
         tar_add(tar, "etc/os-release", link="../usr/lib/os-release")
+        tar_add(tar, "var/run", link="../run")
+        tar_add(tar, "var/lock", link="../run/lock")
         for d in ("etc/systemd", "etc/systemd/system", "etc/ssh", "etc/spire-migration", "opt", "opt/spire",
                   "var/lib", "var/lib/swtpm", "var/log", "var/tmp"):
             tar_add(tar, d, mode=0o1777 if d == "var/tmp" else 0o755)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from spire_migration.fileio import write_file
+from spire_migration.redact import redact
 from spire_migration.retry import poll
 
 from .. import core, docker_engine, swtpm
@@ -27,7 +28,7 @@ from ..layout import Layout
 from ..spire_build import SPIRE_VERSION, ensure_spire
 from . import hosts, image, inventory, network, provision
 from .docker import Docker
-from .layout import AGENT_SOCKET, SERVER, WORKLOAD_UID, FleetLayout, Host
+from .layout import AGENT_SOCKET, OPT_SPIRE, SERVER, WORKLOAD_UID, FleetLayout, Host
 
 Log = Callable[[str], None]
 AGENT_ALIAS = core.AGENT_ALIAS
@@ -54,9 +55,11 @@ def _fresh_root(root: Path) -> None:
         raise LabError(f"a single-machine lab is up at {root}", expected="no lab at this root",
                        found="lab.json: up", remedy=f"python -m lab down --root {root}, or another --root")
     if any(root.iterdir()):
-        if docker_engine.stop(Layout(root).docker_dir) or _running_dockerd(root):
-            raise LabError(f"the old lab at {root} still runs", expected="nothing running",
-                           found="dockerd", remedy=f"python -m lab down --root {root}")
+        if _running_dockerd(root) or docker_engine.mounts_under(root):
+            raise LabError(f"the old lab at {root} still runs", expected="no dockerd, nothing mounted",
+                           found=f"dockerd running: {_running_dockerd(root)}; mounts: "
+                                 f"{', '.join(docker_engine.mounts_under(root)) or 'none'}",
+                           remedy=f"python -m lab down --root {root}")
         shutil.rmtree(root)
         core._prepare_root(root)
 
@@ -146,12 +149,27 @@ def up(root: Path, n: int, log: Log = print) -> Path:
 
 
 def _wait_agent_host(docker: Docker, lay: FleetLayout, h: Host, timeout: float = 90.0) -> None:
+    """The agent host booted, its agent attested (healthy), its workload VERIFIED; else the logs say why."""
     c = lay.container(h.name)
-    hosts.wait_booted(docker, c)
-    poll(lambda: docker.exec(c, "/opt/spire/bin/spire-agent", "healthcheck", "-socketPath", str(AGENT_SOCKET),
-                             check=False).returncode == 0,
-         timeout=timeout, what=f"spire-agent healthy on {h.name}", error=LabError)
-    hosts.wait_log(docker, c, "mtls-app.service", "VERIFIED", timeout=timeout)
+    try:
+        hosts.wait_booted(docker, c)
+        poll(lambda: docker.exec(c, "/opt/spire/bin/spire-agent", "healthcheck", "-socketPath",
+                                 str(AGENT_SOCKET), check=False).returncode == 0,
+             timeout=timeout, what=f"spire-agent healthy on {h.name}", error=LabError)
+        hosts.wait_log(docker, c, "mtls-app.service", "VERIFIED", timeout=timeout)
+    except LabError as exc:
+        tail = "\n".join(_tail(h.outside(OPT_SPIRE / "agent.log")).splitlines()[-8:])
+        app = "\n".join(hosts.journal(docker, c, "mtls-app.service").splitlines()[-4:])
+        raise LabError(exc.message, expected=exc.expected, found=redact(f"{exc.found}\nagent.log:\n{tail}\n"
+                                                                        f"mtls-app:\n{app}"),
+                       remedy=f"docker -H {docker.host} exec {c} journalctl -b") from exc
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-4000:]
+    except OSError:
+        return "(none)"
 
 
 def ssh_argv(lay: FleetLayout, h: Host | dict, *command: str) -> list[str]:
