@@ -308,7 +308,7 @@ class SpireAgent:
         self.timeout = timeout
 
     def healthy(self) -> bool:
-        if not self.runner.exists(self.socket):
+        if not self.socket.exists():
             return False
         try:
             proc = subprocess.run([str(self.binary), "healthcheck", "-socketPath", str(self.socket)],
