@@ -91,7 +91,9 @@ def up(root: Path, n: int, log: Log = print) -> Path:
     subnet = network.create(docker, lay)
     all_hosts = _hosts(lay, n, subnet)
     server, agents = all_hosts[0], all_hosts[1:]
-    state = {"up": True, "spire_version": SPIRE_VERSION, "subnet": str(subnet), "network": lay.network,
+    state = {"up": True, "spire_version": SPIRE_VERSION, "docker_host": docker.host, "inventory": str(lay.inventory),
+             "ssh_key": str(lay.client_key), "known_hosts": str(lay.known_hosts),
+             "subnet": str(subnet), "network": lay.network,
              "bridge": lay.bridge, "machine_ip": str(subnet.network_address + network.MACHINE),
              "hosts": [{"name": h.name, "ip": h.ip, "role": h.role} for h in all_hosts]}
     inventory.save(lay, state)

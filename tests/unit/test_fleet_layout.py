@@ -54,6 +54,7 @@ def test_inventory_has_both_groups_and_ssh_settings_per_host() -> None:
     assert words["ansible_connection"] == "ssh" and words["ansible_python_interpreter"] == "/work/x/.venv/bin/python"
     assert words["ansible_ssh_private_key_file"] == str(lay.client_key)
     assert words["spire_target"] == "/etc/spire-migration/target.toml"
+    assert words["spire_migration"] == "/work/x/.venv/bin/spire-migration"
     assert f"UserKnownHostsFile={lay.known_hosts}" in words["ansible_ssh_common_args"]
     assert "StrictHostKeyChecking=yes" in words["ansible_ssh_common_args"]
 
