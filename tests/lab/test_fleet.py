@@ -64,8 +64,7 @@ class Fleet:
         proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(PROJECT / "fleet" / name),
                                "-e", f"spire_report_dir={self.reports}", *extra],
                               capture_output=True, text=True, timeout=timeout, cwd=self.root,
-                              env={**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-                                   "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0"})
+                              env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0"})
         self.times[f"{name} {' '.join(extra)}".strip()] = round(time.monotonic() - t0, 1)
         return proc.returncode, proc.stdout + proc.stderr
 
@@ -95,6 +94,12 @@ def _lab(*args: str) -> subprocess.CompletedProcess:
 def fleet() -> Iterator[Fleet]:
     root = Path(os.environ.get("FLEET_TEST_ROOT") or tempfile.mkdtemp(prefix="fleet-", dir=private_base()))
     t0 = time.monotonic()
+    with pytest.MonkeyPatch.context() as mp:   # testinfra's ansible backend runs ansible-inventory
+        mp.setenv("PATH", f"{BIN}:{os.environ.get('PATH', '')}")
+        yield from _fleet(root, t0)
+
+
+def _fleet(root: Path, t0: float) -> Iterator[Fleet]:
     try:
         up = _lab("up", "--fleet", str(len(NODES)), "--root", str(root))
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]

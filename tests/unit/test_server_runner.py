@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -84,3 +86,15 @@ def test_node_wide_checklists_need_a_local_host(hosts: str | None, applies: bool
     assert (why is None) is applies
     if why:
         assert why.startswith("not applicable") and hosts in why
+
+
+def test_the_entry_point_runs_per_host_scenarios_once_per_host(trusted_tmp: Path) -> None:
+    """``spire-migration validate --hosts A,B``: every hardening and audit scenario for each host
+    (fixtures/audited.py's tag hook must run before pytest-bdd's, which -p fixtures.suite loads after)."""
+    target = trusted_tmp / "t.toml"
+    target.write_text("")
+    out = subprocess.run([sys.executable, "-m", "spire_migration.cli", "validate", "--target", str(target),
+                          "--hosts=local://,ssh://node-x", "--collect-only", "-q", "--progress", "off"],
+                         capture_output=True, text=True, timeout=120, cwd="/")
+    ids = [line for line in out.stdout.splitlines() if "test_restrict_tpm_access" in line]
+    assert [i.rsplit("[", 1)[-1] for i in ids] == ["local]", "ssh://node-x]"], out.stdout[-2000:]
