@@ -66,7 +66,11 @@ class Fleet:
                               capture_output=True, text=True, timeout=timeout, cwd=self.root,
                               env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0"})
         self.times[f"{name} {' '.join(extra)}".strip()] = round(time.monotonic() - t0, 1)
-        return proc.returncode, proc.stdout + proc.stderr
+        out = proc.stdout + proc.stderr
+        if log := os.environ.get("FLEET_TEST_LOG"):   # keep every playbook's output (debugging)
+            with open(log, "a") as fh:
+                fh.write(f"\n===== {name} {' '.join(extra)}: exit {proc.returncode}\n{out}")
+        return proc.returncode, out
 
     def run_dir(self) -> Path:
         return self.reports / "runs" / (self.reports / "last-run").read_text().strip()
@@ -135,7 +139,7 @@ def test_a_broken_tpm_stops_its_wave_and_the_playbook(fleet: Fleet) -> None:
     code, out = fleet.playbook("migrate.yml", "-e", '{"spire_waves": [1, 1, "100%"]}')
     assert code == 2, out[-4000:]
     counts = recap(out)
-    assert counts["node-2"]["failed"] == 1 and counts["node-1"]["failed"] == 0, counts
+    assert counts.get("node-2", {}).get("failed") == 1 and counts["node-1"]["failed"] == 0, out[-6000:]
     assert "node-3" not in counts, "a host of a later wave was reached"
     assert "NO MORE HOSTS LEFT" in out and "finalize on" not in out and "fleet audit" not in out
     assert "wave 2/3 · agent-prepare on the node" in out and "fatal: [node-2]" in out
@@ -149,7 +153,7 @@ def test_a_broken_tpm_stops_its_wave_and_the_playbook(fleet: Fleet) -> None:
     assert not (run / "nodes/node-3/start.json").exists()
 
     # node-2 still serves Phase 3: attested by join_token, its workload VERIFIED after the stop
-    assert 'NodeAttestor "join_token"' in fleet.sh("node-2", f"cat {AGENT_CONF}")
+    assert re.search(r'NodeAttestor\s+"join_token"', fleet.sh("node-2", f"cat {AGENT_CONF}"))
     assert fleet.sha("node-2", AGENT_CONF) == before["node-2"]
     assert _agent_kind(fleet, "node-2") == "join_token"
     assert fleet.host["node-2"].run("systemctl is-active spire-agent.service").stdout.strip() == "active"
@@ -188,7 +192,7 @@ def test_the_repaired_fleet_completes_and_its_audit_passes_in_one_report(fleet: 
     assert "after the waves · finalize on server" in out
     for n in NODES:
         assert _agent_kind(fleet, n) == "tpm_devid"
-        assert 'join_token' not in fleet.sh(n, f"cat {AGENT_CONF}")
+        assert not re.search(r'NodeAttestor\s+"join_token"', fleet.sh(n, f"cat {AGENT_CONF}"))
 
     audit = json.loads((run / "audit.json").read_text())
     assert audit["exit_status"] == 0 and audit["scenarios"]["failed"] == 0, audit["scenarios"]
