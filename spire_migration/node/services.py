@@ -105,7 +105,7 @@ def start_agent(t: Target, join_token: Secret | None = None) -> ProcInfo:
     if t.agent.unit:
         units.join_token_in_exec_start(t.agent.unit, join_token_flag)
         if join_token:
-            _write_agent_token_file(t, Secret(join_token))
+            units.write_join_token_file(t.agent.unit, t.agent.config, t.agent.user, Secret(join_token))
         return _start_unit(t, "agent", lambda: agent_cli(t).healthy())
     if (running := agent_proc(t)) is not None:
         units.refuse_unit_managed(t.agent_bin, running, "agent")
@@ -122,43 +122,11 @@ def start_agent(t: Target, join_token: Secret | None = None) -> ProcInfo:
 
 
 def _start_unit(t: Target, component: str, healthy: Callable[[], bool]) -> ProcInfo:
-    """``systemctl start`` the component's unit, refused while a copy the suite started (pid file,
-    socket owner) runs outside it: systemd would run a second one beside it."""
+    """``systemctl start`` the component's unit (never beside a copy the suite started by pid)."""
     spec, binary, find = _component(t, component)
-    stray = process.find(binary, spec.pid_file, spec.socket, user=spec.user if component == "agent" else None)
-    if stray is not None and stray.pid != systemd.main_pid(spec.unit):
-        raise ProcessError(f"spire-{component} pid {stray.pid} runs outside {spec.unit}",
-                           expected=f"spire-{component} run by {spec.unit} only", found=stray.command,
-                           remedy=f"stop pid {stray.pid} (run once with the unit left empty in [{component}]: the "
-                                  f"suite stops it by pid), then `systemctl start {spec.unit}`")
-    return units.start(spec.unit, f"spire-{component}", lambda: find(t), healthy, t.thresholds.start_timeout_s)
-
-
-def _write_agent_token_file(t: Target, token: Secret) -> None:
-    """Systemd mode: the token in the file agent.conf's ``join_token_file`` names (0600, the agent's user)."""
-    from spire_migration.config.hclconfig import load_config   # config -> node: imported where used
-
-    section = load_config(t.agent.config).section("agent")
-    path = section.get("join_token_file")
-    if not path or section.get("join_token"):
-        raise ProcessError(f"{t.agent.unit} cannot be given a join token", expected=f"{t.agent.config} with "
-                           'join_token_file = "<a 0600 file>" (the unit reads agent.conf only)',
-                           found="join_token set in agent.conf" if section.get("join_token") else "no join_token_file",
-                           remedy=f'add join_token_file = "/opt/spire/conf/agent/join_token" to the agent block of '
-                                  f"{t.agent.config} (Phase 3 under systemd)")
-    path = Path(str(path))
-    refuse_link(path)
-    uid = _uid_of(t.agent.user)
-    write_file(path, token.reveal() + "\n", mode=0o600, owner=(uid, -1) if uid is not None else None)
-
-
-def _uid_of(user: str) -> int | None:
-    import pwd
-
-    try:
-        return int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
-    except KeyError:
-        return None
+    units.refuse_stray(spec.unit, binary.name, process.find(binary, spec.pid_file, spec.socket,
+                                                            user=getattr(spec, "user", None)), component)
+    return units.start(spec.unit, binary.name, lambda: find(t), healthy, t.thresholds.start_timeout_s)
 
 
 def stop_server(t: Target) -> ProcInfo | None:

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from spire_migration.errors import ProcessError
+from spire_migration.fileio import refuse_link, write_file
 from spire_migration.node import process, systemd
 from spire_migration.node.process import ProcInfo
 from spire_migration.redact import redact, redact_argv
 from spire_migration.retry import poll
+from spire_migration.secret import Secret
 
 #: States in which systemd runs, or is about to (re)start, a unit's process.
 RUNNING_STATES = ("active", "activating", "reloading")
@@ -103,6 +105,35 @@ def stop(unit: str, find: Callable[[], ProcInfo | None]) -> ProcInfo | None:
                                                                  - info.started_at) > 1.0,
              timeout=15.0, what=f"{unit}'s process {info.pid} to exit", error=ProcessError)
     return info
+
+
+def refuse_stray(unit: str, name: str, stray: ProcInfo | None, section: str) -> None:
+    """Refuse to start ``unit`` while a copy the suite started (pid file, socket owner) runs outside it:
+    systemd would run a second one beside it."""
+    if stray is not None and stray.pid != systemd.main_pid(unit):
+        raise ProcessError(f"{name} pid {stray.pid} runs outside {unit}", expected=f"{name} run by {unit} only",
+                           found=stray.command,
+                           remedy=f"stop pid {stray.pid} (run once with the unit left empty in [{section}]: the "
+                                  f"suite stops it by pid), then `systemctl start {unit}`")
+
+
+def write_join_token_file(unit: str, config: Path, user: str, token: Secret) -> None:
+    """Systemd mode: the token in the file agent.conf's ``join_token_file`` names (0600, the agent's user):
+    the unit reads agent.conf only, and SPIRE reads that file at every start."""
+    from spire_migration.config.hclconfig import load_config   # config -> node: imported where used
+
+    section = load_config(config).section("agent")
+    path = section.get("join_token_file")
+    if not path or section.get("join_token"):
+        raise ProcessError(f"{unit} cannot be given a join token", expected=f"{config} with "
+                           'join_token_file = "<a 0600 file>" (the unit reads agent.conf only)',
+                           found="join_token set in agent.conf" if section.get("join_token") else "no join_token_file",
+                           remedy=f'add join_token_file = "/opt/spire/conf/agent/join_token" to the agent block of '
+                                  f"{config} (Phase 3 under systemd)")
+    path = Path(str(path))
+    refuse_link(path)
+    uids = process.allowed_uids(user) - {0, os.geteuid()}
+    write_file(path, token.reveal() + "\n", mode=0o600, owner=(uids.pop(), -1) if uids else None)
 
 
 # -- pid mode: never beside a unit ---------------------------------------------------

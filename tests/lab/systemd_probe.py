@@ -57,6 +57,20 @@ def restart(t: Target) -> dict:
             "identity": services.agent_identity(t), "node_agent_proc": Node(t).agent_proc().pid}
 
 
+def reattest(t: Target) -> dict:
+    """Rollback step 3's way under systemd: forget the cached SVID, a new token, start_agent(token)."""
+    old = services.agent_identity(t)
+    services.stop_agent(t)
+    services.forget_agent_svid(t)
+    token = services.server_cli(t).token_generate(ttl=services.token_ttl(t))
+    info = services.start_agent(t, join_token=token)
+    new = services.wait_agent_ready(t, info)
+    services.server_cli(t).create_entries([{"spiffe_id": t.workload.spiffe_id, "parent_id": new,
+                                            "selectors": [{"type": "unix", "value": "uid:1000"}]}])
+    return {"old": old, "new": new, "main_pid": systemd.main_pid(t.agent.unit), "pid": info.pid,
+            "token_file_holds_new": Path("/srv/spire/agent/join_token").read_text().strip() == token.reveal()}
+
+
 def logs(t: Target) -> dict:
     node = Node(t)
     agent, server = node.log_lines("agent"), node.log_lines("server")
@@ -150,7 +164,7 @@ def workload(t: Target) -> dict:
             "selectors": sorted(rt.selectors(inst[0]))}
 
 
-ACTIONS = {f.__name__: f for f in (up, restart, logs, refuse_pid_mode, refuse_exec_start, stray, bad_unit,
+ACTIONS = {f.__name__: f for f in (up, restart, reattest, logs, refuse_pid_mode, refuse_exec_start, stray, bad_unit,
                                                    workload)}
 
 

@@ -246,6 +246,14 @@ def test_stop_start_through_systemctl(box: Box, phase3: dict) -> None:
     assert got["identity"] == phase3["agent_id"]          # the cached SVID: no new token needed
 
 
+def test_a_new_join_token_reaches_the_unit_through_agent_conf(box: Box, phase3: dict) -> None:
+    got = box.probe("reattest")
+    print(json.dumps(got))
+    assert got["ok"], got
+    assert got["new"] != got["old"] and "/join_token/" in got["new"], got
+    assert got["pid"] == got["main_pid"] and got["token_file_holds_new"]
+
+
 def test_logs_come_from_the_journal(box: Box, phase3: dict) -> None:
     got = box.probe("logs")
     assert got["ok"], got
