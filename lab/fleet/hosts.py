@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +145,3 @@ class HostServer(SpireServer):
         finally:
             os.unlink(path)
 
-
-def timed(fn, *args, **kwargs) -> tuple[Any, float]:
-    t0 = time.monotonic()
-    return fn(*args, **kwargs), time.monotonic() - t0

@@ -99,41 +99,14 @@ def up(root: Path, n: int, log: Log = print) -> Path:
     inventory.save(lay, state)
     log(f"dockerd and network {lay.network} ({subnet}, bridge {lay.bridge}) ready ({time.monotonic() - t0:.1f} s)")
 
-    provision.client_key(lay)
-    provision.cas(root)
-    for h in all_hosts:
-        provision.folders(h)
-        provision.write_target(h)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        built = pool.submit(image.ensure, docker, python, str(hosts.PROJECT / "workload" / "mtls_app.py"))
-        tpms = [pool.submit(provision.tpm, h) for h in agents]
-        known = [provision.sshd(lay, h) for h in all_hosts]
-        tag = built.result()
-        for f in tpms:
-            f.result()
-    write_file(lay.known_hosts, "".join(known), mode=0o644)
+    tag = _prepare(lay, docker, python, server, agents)
     log(f"image, swtpm + EK cert + DevID for {len(agents)} agent hosts, ssh keys ready "
         f"({time.monotonic() - t0:.1f} s)")
-
-    provision.server_files(server)
     ids = {server.name: hosts.start(docker, lay, server, tag, bin_dir)}
-    hosts.wait_booted(docker, lay.container(SERVER))
-    srv = hosts.HostServer(docker, lay.container(SERVER), server)
-    srv.wait_healthy(60.0)
+    srv = _server_ready(docker, lay, server)
     log(f"server host up, spire-server healthy on {server.ip}:{provision.SERVER_PORT} "
         f"({time.monotonic() - t0:.1f} s)")
-
-    bundle = srv.bundle_pem()
-    entries = []
-    for h in agents:
-        token = srv.token_generate(spiffe_id=AGENT_ALIAS, ttl=TOKEN_TTL_S)
-        provision.agent_files(h, server.ip, bundle, token.reveal())
-        entries.append({"spiffe_id": WORKLOAD_ID, "selectors": [{"type": "unix", "value": f"uid:{WORKLOAD_UID}"}],
-                        "parent_id": f"spiffe://{provision.TRUST_DOMAIN}/spire/agent/join_token/{token.reveal()}"})
-    result = srv.create_entries(entries)
-    if result.failed:
-        raise LabError("could not register the workloads", expected="entries created",
-                       found=f"{len(result.failed)} failed: {result.failed[0][1]}")
+    _join_tokens_and_entries(srv, server, agents)
     ids.update(zip((h.name for h in agents), _parallel(lambda h: hosts.start(docker, lay, h, tag, bin_dir), agents)))
     _parallel(lambda h: _wait_agent_host(docker, lay, h), agents)
     log(f"{len(agents)} agent hosts attested by join_token, workloads VERIFIED ({time.monotonic() - t0:.1f} s)")
@@ -148,6 +121,48 @@ def up(root: Path, n: int, log: Log = print) -> Path:
     log(f"fleet lab up in {state['up_seconds']} s; memory per host: "
         + ", ".join(f"{h['name']} {(h['memory_bytes'] or 0) / 2**20:.0f} MiB" for h in state["hosts"]))
     return path
+
+
+def _prepare(lay: FleetLayout, docker: Docker, python: str, server: Host, agents: list[Host]) -> str:
+    """Everything written before a host starts: folders, targets, TPMs, ssh keys, the image (its tag)."""
+    provision.client_key(lay)
+    provision.cas(lay.root)
+    for h in (server, *agents):
+        provision.folders(h)
+        provision.write_target(h)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        built = pool.submit(image.ensure, docker, python, str(hosts.PROJECT / "workload" / "mtls_app.py"))
+        tpms = [pool.submit(provision.tpm, h) for h in agents]
+        known = [provision.sshd(lay, h) for h in (server, *agents)]
+        tag = built.result()
+        for f in tpms:
+            f.result()
+    write_file(lay.known_hosts, "".join(known), mode=0o644)
+    provision.server_files(server)
+    return tag
+
+
+def _server_ready(docker: Docker, lay: FleetLayout, server: Host) -> hosts.HostServer:
+    hosts.wait_booted(docker, lay.container(SERVER))
+    srv = hosts.HostServer(docker, lay.container(SERVER), server)
+    srv.wait_healthy(60.0)
+    return srv
+
+
+def _join_tokens_and_entries(srv: hosts.HostServer, server: Host, agents: list[Host]) -> None:
+    """Phase 3 as the guide has it, per agent host: a join token (into its 0600 join_token_file),
+    the bootstrap bundle, agent.conf, and the workload's entry under that agent."""
+    bundle = srv.bundle_pem()
+    entries = []
+    for h in agents:
+        token = srv.token_generate(spiffe_id=AGENT_ALIAS, ttl=TOKEN_TTL_S)
+        provision.agent_files(h, server.ip, bundle, token.reveal())
+        entries.append({"spiffe_id": WORKLOAD_ID, "selectors": [{"type": "unix", "value": f"uid:{WORKLOAD_UID}"}],
+                        "parent_id": f"spiffe://{provision.TRUST_DOMAIN}/spire/agent/join_token/{token.reveal()}"})
+    result = srv.create_entries(entries)
+    if result.failed:
+        raise LabError("could not register the workloads", expected="entries created",
+                       found=f"{len(result.failed)} failed: {result.failed[0][1]}")
 
 
 def _wait_agent_host(docker: Docker, lay: FleetLayout, h: Host, timeout: float = 90.0) -> None:

@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 
 from lab.docker_engine import mounts_under
-from lab.fleet import lifecycle, provision
+from lab.fleet import hosts, lifecycle, provision
 from lab.fleet.docker import Docker
 from lab.fleet.layout import FleetLayout
 from lab.layout import Layout, private_base
@@ -111,7 +111,7 @@ def test_each_agent_hosts_own_tpm_holds_its_ek_certificate_and_devid(fleet):
     server = fleet.lay.host("server", fleet.hosts("server")[0]["ip"])
     ek_certs = set()
     for h in fleet.hosts("agent"):
-        out = fleet.exec(h, str(PROJECT / ".venv/bin/python"), "-c", TPM_PROOF)
+        out = fleet.exec(h, hosts.venv_python(), "-c", TPM_PROOF)
         assert out.returncode == 0, out.stderr[-2000:]
         ek = bytes.fromhex(out.stdout.strip())
         assert ek_cert_chains_to(ek, server.outside(Path("/opt/spire/conf/server/endorsement-cacert.pem")))
@@ -171,7 +171,7 @@ def test_ssh_reaches_every_host_as_root_by_key_only(fleet):
 
 def test_suite_runs_inside_a_host_and_its_target_holds_the_guides_defaults(fleet):
     h = fleet.hosts("agent")[0]
-    version = fleet.exec(h, str(PROJECT / ".venv/bin/spire-migration"), "--help")
+    version = fleet.exec(h, str(Path(hosts.venv_python()).parent / "spire-migration"), "--help")
     assert version.returncode == 0, version.stderr
     assert fleet.exec(h, "stat", "-c", "%a %U", "/etc/spire-migration", "/etc/spire-migration/target.toml"
                       ).stdout.split() == ["755", "root", "644", "root"]
@@ -194,7 +194,7 @@ def test_hosts_are_isolated_from_each_other_and_from_outside(fleet):
     assert fleet.exec(node2, "test", "-S", "/tmp/spire-agent/public/api.sock").returncode == 0
     probe = ("import socket,sys\ns=socket.socket(); s.settimeout(1.5)\n"
              "try:\n s.connect((sys.argv[1], int(sys.argv[2]))); print('open')\nexcept OSError as e: print('closed', e)\n")
-    py = str(PROJECT / ".venv/bin/python")
+    py = hosts.venv_python()
     assert fleet.exec(node1, py, "-c", probe, server["ip"], "8081").stdout.startswith("open")
     with socket.create_server((fleet.state["machine_ip"], 0)) as listener:    # the machine, on the lab network
         port = str(listener.getsockname()[1])
