@@ -15,7 +15,9 @@ PosixPath('/opt/spire/conf/server/server.conf')
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -98,11 +100,27 @@ class TPMSpec:
     tcti: str = ""
 
     def tcti_config(self) -> tuple[str, str]:
-        """(name, conf) for ``TCTILdr``: ``device:/dev/tpmrm0`` or ``swtpm:path=...``."""
-        spec = self.tcti or (f"device:{self.device}" if str(self.device).startswith("/dev/")
-                             else f"swtpm:path={self.device}")
+        """(name, conf) for ``TCTILdr``: ``device:/dev/tpmrm0``, or ``swtpm:path=...`` when the
+        path is a unix socket (an swtpm, wherever it is: SPIRE's go-tpm opens either kind).
+
+        >>> TPMSpec().tcti_config(), TPMSpec(device=Path("/run/swtpm.sock")).tcti_config()
+        (('device', '/dev/tpmrm0'), ('swtpm', 'path=/run/swtpm.sock'))
+        """
+        if self.tcti:
+            spec = self.tcti
+        elif str(self.device).startswith("/dev/") and not _is_socket(self.device):
+            spec = f"device:{self.device}"
+        else:
+            spec = f"swtpm:path={self.device}"
         name, _, conf = spec.partition(":")
         return name, conf
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 @dataclass

@@ -231,7 +231,20 @@ class Migration(JournaledRun):
             changes.append(f"stop spire-server pid {server.pid} (it runs the config from before step 4)")
         if (agent := services.agent_proc(self.t)) is not None:
             notes.append(f"spire-agent pid {agent.pid} keeps running on its cached SVID while the server restarts")
+            if stop_server and not self.plan:
+                notes.append(self._served_while_server_down())
         return self.finish("guide_step_5", changes, notes)
+
+    def _served_while_server_down(self) -> str:
+        """One live SVID fetch and mTLS exchange in the workload, the server stopped (evidence only:
+        a failure here is reported, never a reason to leave the server down)."""
+        try:
+            res = self.node.runtime.check(self.t.thresholds.start_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - evidence, not a gate
+            return f"with the server stopped, the workload's check failed: {redact(str(exc))[:200]}"
+        ok = res.get("verified") and res.get("spiffe_id") == self.t.workload.spiffe_id
+        return (f"with the server stopped, the workload {'fetched its SVID from the agent and verified its peer' if ok else 'check answered'}"
+                f" ({redact(str(res))[:160]})")
 
     def _agent_to_switch(self):
         """The running agent if it still is the Phase 3 one (join_token, or started before step 4)."""
