@@ -46,16 +46,15 @@ def _service(description: str, service: str, after: str = "", user: str = "") ->
 
 def units(python: str, app: str) -> dict[str, str]:
     """Every unit file of /etc/systemd/system, by name. ``python``/``app``: the workload's
-    interpreter (the project's venv) and mtls_app.py, at their paths on the machine. SPIRE logs
-    to the journal: the targets name the units, so the suite reads ``journalctl -u`` for them."""
+    interpreter (the project's venv) and mtls_app.py, at their paths on the machine."""
     spire = f"WorkingDirectory={OPT_SPIRE}\n"
     return {
         "spire-server.service": _service(
             "SPIRE Server", f"ExecStart={OPT_SPIRE}/bin/spire-server run -config {SERVER_CONF}\n{spire}"
-            "StandardOutput=journal\nStandardError=inherit\n"),
+            f"StandardOutput=append:{OPT_SPIRE}/server.log\nStandardError=inherit\n"),
         "spire-agent.service": _service(
             "SPIRE Agent", f"ExecStart={OPT_SPIRE}/bin/spire-agent run -config {AGENT_CONF}\n{spire}"
-            "StandardOutput=journal\nStandardError=inherit\n", after="swtpm.service"),
+            f"StandardOutput=append:{OPT_SPIRE}/agent.log\nStandardError=inherit\n", after="swtpm.service"),
         "swtpm.service": _service(
             f"software TPM at {TPM_DEVICE}",
             f"Type=forking\nPIDFile=/run/swtpm.pid\nExecStartPre=/bin/rm -f {TPM_DEVICE} {TPM_DEVICE}.ctrl\n"

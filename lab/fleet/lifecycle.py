@@ -28,7 +28,7 @@ from ..layout import Layout
 from ..spire_build import SPIRE_VERSION, ensure_spire
 from . import hosts, image, inventory, network, provision
 from .docker import Docker
-from .layout import AGENT_SOCKET, SERVER, WORKLOAD_UID, FleetLayout, Host
+from .layout import AGENT_SOCKET, OPT_SPIRE, SERVER, WORKLOAD_UID, FleetLayout, Host
 
 Log = Callable[[str], None]
 AGENT_ALIAS = core.AGENT_ALIAS
@@ -175,11 +175,18 @@ def _wait_agent_host(docker: Docker, lay: FleetLayout, h: Host, timeout: float =
              timeout=timeout, what=f"spire-agent healthy on {h.name}", error=LabError)
         hosts.wait_log(docker, c, "mtls-app.service", "VERIFIED", timeout=timeout)
     except LabError as exc:
-        tail = "\n".join(hosts.journal(docker, c, "spire-agent.service").splitlines()[-8:])
+        tail = "\n".join(_tail(h.outside(OPT_SPIRE / "agent.log")).splitlines()[-8:])
         app = "\n".join(hosts.journal(docker, c, "mtls-app.service").splitlines()[-4:])
-        raise LabError(exc.message, expected=exc.expected, found=redact(f"{exc.found}\nspire-agent:\n{tail}\n"
+        raise LabError(exc.message, expected=exc.expected, found=redact(f"{exc.found}\nagent.log:\n{tail}\n"
                                                                         f"mtls-app:\n{app}"),
                        remedy=f"docker -H {docker.host} exec {c} journalctl -b") from exc
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-4000:]
+    except OSError:
+        return "(none)"
 
 
 def ssh_argv(lay: FleetLayout, h: Host | dict, *command: str) -> list[str]:

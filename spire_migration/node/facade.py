@@ -23,7 +23,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from spire_migration.node import services
+from spire_migration.node import services, systemd
 from spire_migration.errors import ConfigError
 from spire_migration.config.hclconfig import SpireConfig, parse_config
 from spire_migration.node.view import HostView, LocalView, TestinfraView
@@ -161,7 +161,8 @@ class Node:
         if view.is_local:
             return services.log_text(self.target, component).splitlines()
         spec = self.target.server if component == "server" else self.target.agent
-        return ((view.journal(spec.unit) if spec.unit else view.read_text(spec.log)) or "").splitlines()
+        text = view.journal(spec.unit) if spec.unit else None   # no journal lines: the log file
+        return ((text if systemd.has_lines(text) else view.read_text(spec.log)) or "").splitlines()
 
     @cached_property
     def journal(self) -> Journal | None:

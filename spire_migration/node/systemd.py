@@ -143,6 +143,15 @@ def journal(unit: str, *, since: datetime | None = None, lines: int | None = Non
     return res.stdout if res.returncode == 0 else ""
 
 
+def has_lines(text: str | None) -> bool:
+    """True when journalctl's output holds log lines (not empty, not its "-- No entries --").
+
+    >>> has_lines("-- No entries --"), has_lines(""), has_lines("level=info msg=up")
+    (False, False, True)
+    """
+    return bool(text) and text.strip() != "-- No entries --"
+
+
 def journal_tail(unit: str, lines: int = 20) -> str:
     """The last lines of the unit's journal, redacted, for an error message."""
     text = journal(unit, lines=lines, cat=False).strip()
