@@ -161,8 +161,10 @@ class Node:
         if view.is_local:
             return services.log_text(self.target, component).splitlines()
         spec = self.target.server if component == "server" else self.target.agent
-        text = view.journal(spec.unit) if spec.unit else None   # no journal lines: the log file
-        return ((text if systemd.has_lines(text) else view.read_text(spec.log)) or "").splitlines()
+        if spec.unit and not systemd.to_file(view.command(["systemctl", "show", "-p", "StandardOutput",
+                                                            "--value", "--", spec.unit])):
+            return (view.journal(spec.unit) or "").splitlines()
+        return (view.read_text(spec.log) or "").splitlines()   # a file, or a unit writing to one
 
     @cached_property
     def journal(self) -> Journal | None:

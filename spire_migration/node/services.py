@@ -182,12 +182,12 @@ def log_source(t: Target, component: str) -> str:
 def log_text(t: Target, component: str) -> str:
     """The component's whole log on this machine (the unit's journal, or the log file); "" when none.
 
-    A unit whose journal has no lines writes its output elsewhere (``StandardOutput=append:FILE``,
-    as the fleet lab's do, which keeps SPIRE's join_token agent IDs out of journald): then the
-    target's log file is read."""
+    A unit that writes its output to a file (``StandardOutput=append:FILE``, as the fleet lab's
+    do: SPIRE logs its join_token agent ID, kept out of journald) is read from the target's log
+    file."""
     spec = _component(t, component)[0]
-    if spec.unit and systemd.has_lines(text := systemd.journal(spec.unit)):
-        return text
+    if spec.unit and not systemd.logs_to_file(spec.unit):
+        return systemd.journal(spec.unit)
     try:
         return spec.log.read_text(errors="replace")
     except OSError:
