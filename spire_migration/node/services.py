@@ -33,12 +33,13 @@ from spire_migration.node.process import ProcInfo
 from spire_migration.redact import redact
 from spire_migration.retry import poll
 from spire_migration.secret import Secret, secret_file
-from spire_migration.node.spire import SpireAgent, SpireServer
+from spire_migration.node.spire import CliRunner, SpireAgent, SpireServer
 from spire_migration.config.target import AgentSpec, ServerSpec, Target
 
 
-def server_cli(t: Target) -> SpireServer:
-    return SpireServer(t.server_bin, t.server.socket)
+def server_cli(t: Target, runner: CliRunner | None = None) -> SpireServer:
+    """The target's server CLI, run here or through ``runner`` (the server host of a fleet)."""
+    return SpireServer(t.server_bin, t.server.socket, runner=runner)
 
 
 def agent_cli(t: Target) -> SpireAgent:
@@ -179,9 +180,13 @@ def log_source(t: Target, component: str) -> str:
 
 
 def log_text(t: Target, component: str) -> str:
-    """The component's whole log on this machine (the unit's journal, or the log file); "" when none."""
+    """The component's whole log on this machine (the unit's journal, or the log file); "" when none.
+
+    A unit that writes its output to a file (``StandardOutput=append:FILE``, as the fleet lab's
+    do: SPIRE logs its join_token agent ID, kept out of journald) is read from the target's log
+    file."""
     spec = _component(t, component)[0]
-    if spec.unit:
+    if spec.unit and not systemd.logs_to_file(spec.unit):
         return systemd.journal(spec.unit)
     try:
         return spec.log.read_text(errors="replace")

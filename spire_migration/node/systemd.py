@@ -143,6 +143,27 @@ def journal(unit: str, *, since: datetime | None = None, lines: int | None = Non
     return res.stdout if res.returncode == 0 else ""
 
 
+#: ``StandardOutput=`` values that send a unit's output to a file, not to the journal.
+_FILE_OUTPUTS = ("append", "file", "truncate")
+
+
+def to_file(standard_output: str | None) -> bool:
+    """True when a unit's ``StandardOutput`` (``systemctl show``) writes to a file, not the journal.
+
+    >>> to_file("append"), to_file("file:/var/log/a"), to_file("journal"), to_file(None)
+    (True, True, False, False)
+    """
+    return (standard_output or "").strip().split(":", 1)[0] in _FILE_OUTPUTS
+
+
+def logs_to_file(unit: str) -> bool:
+    """The unit writes its output to a file (``StandardOutput=append:FILE``...): read that file."""
+    try:
+        return to_file(show(unit, "StandardOutput").get("StandardOutput"))
+    except ProcessError:
+        return False
+
+
 def journal_tail(unit: str, lines: int = 20) -> str:
     """The last lines of the unit's journal, redacted, for an error message."""
     text = journal(unit, lines=lines, cat=False).strip()

@@ -299,7 +299,7 @@ class AgentPart(Migration):
         if services.agent_proc(self.t) is None:
             changes += self._start_tpm_agent(identify=services.node_agent_identity)
         ident = services.node_agent_identity(self.t)
-        log = services.log_text(self.t, "agent")
+        log = services.log_text(self.t, "agent")   # agent.log, or the unit's journal
         problems = []
         if want and ident != want:
             problems.append(f"agent ID {redact(str(ident))} is not {want}")
