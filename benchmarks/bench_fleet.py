@@ -1,0 +1,252 @@
+"""Fleet benchmark (issue 12, section 5): SVID availability during a node's migration, agent part, fleet waves.
+
+    python benchmarks/bench_fleet.py single [--order guide=CHECKOUT] [--order new=CHECKOUT] [--agents 2]
+        [--out FILE] [--root-prefix P]
+
+``single``: per order, a fresh single-host lab (``lab up --agents N``, real SPIRE, swtpm, the lab's
+dockerd); an SVID probe (workload/svid_probe.py, one X.509 fetch every 100 ms, 0.5 s deadline each)
+runs on every node *as the workload*: a container in the lab's dockerd carrying the workload's
+docker labels, so the agent's docker attestor gives it the workload's entry. Then
+``spire-migration migrate --target <node-1>`` of CHECKOUT (a checkout of this project: the guide's
+order on a commit before make-before-break, the new order on one after; each run with this
+checkout's virtual environment) migrates node-1; node-2.. are the nodes that must see no failure.
+Recorded per order: the migrate wall time, each scenario's duration (from ``--progress json``,
+stamped on receipt), and per node the probe's figures over the migrate window (longest gap between
+two successful fetches, the longest run of failures, failed fetches, the serials seen), with the
+load average before and after and the memory (RSS) of the lab's processes.
+
+Results are merged into ``--out`` (default benchmarks/results-fleet.json) under their section, so
+sections can be run one at a time. Figures are wall clock on this machine, under whatever load it
+carries (recorded with every figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from lab import core, docker_engine  # noqa: E402
+from lab.layout import Layout, private_base  # noqa: E402
+from spire_migration.config.target import Target  # noqa: E402
+from spire_migration.node import services  # noqa: E402
+from spire_migration.retry import poll  # noqa: E402
+from workload import svid_probe  # noqa: E402
+
+PROBE_DIR_IN_CONTAINER = "/probe"
+OUT_DIR_IN_CONTAINER = "/probe-out"
+SOCKET_DIR_IN_CONTAINER = "/run/spire/agent-sockets"
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _rss_mib(pid: int | None) -> float:
+    """Resident memory of ``pid`` in MiB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, TypeError):
+        pass
+    return 0.0
+
+
+class DockerProbe:
+    """The probe as a container of the lab's dockerd, labelled as the workload (docker selectors)."""
+
+    def __init__(self, t: Target, out_dir: Path) -> None:
+        import docker
+
+        self.t, self.name = t, f"{t.node}-svid-probe"
+        self.out = out_dir / f"{t.node}.jsonl"
+        self.client = docker.DockerClient(base_url=t.workload.docker_host, timeout=30)
+        self.container = None
+
+    def _labels(self) -> dict[str, str]:
+        labels = {}
+        for sel in self.t.workload.selectors:   # docker:label:KEY:VALUE
+            kind, _, rest = sel.partition(":")
+            if kind == "docker" and rest.startswith("label:"):
+                key, _, value = rest.removeprefix("label:").rpartition(":")
+                labels[key] = value
+        return labels
+
+    def start(self) -> None:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.write_text("")
+        sock = self.t.workload.agent_socket or self.t.agent.socket
+        volumes = {str(sock.parent): {"bind": SOCKET_DIR_IN_CONTAINER, "mode": "ro"},
+                   str(PROJECT / "workload"): {"bind": PROBE_DIR_IN_CONTAINER, "mode": "ro"},
+                   str(self.out.parent): {"bind": OUT_DIR_IN_CONTAINER, "mode": "rw"}}
+        for spec in docker_engine.python_mounts():
+            host, inside, _ = spec.split(":")
+            volumes[host] = {"bind": inside, "mode": "ro"}
+        self.container = self.client.containers.run(
+            self.t.workload.image, name=self.name, detach=True, labels=self._labels(), volumes=volumes,
+            network_mode="none", entrypoint=[docker_engine.interpreter(), f"{PROBE_DIR_IN_CONTAINER}/svid_probe.py"],
+            command=["--out", f"{OUT_DIR_IN_CONTAINER}/{self.out.name}"],
+            environment={svid_probe.SOCKET_ENV: f"unix://{SOCKET_DIR_IN_CONTAINER}/{sock.name}"})
+
+    def records(self) -> list[dict[str, Any]]:
+        return svid_probe.read_records(str(self.out))
+
+    def ok_after(self, t: float) -> bool:
+        return any(r["ok"] and r["t"] > t for r in self.records())
+
+    def stop(self) -> None:
+        """SIGTERM to the probe's pid (the container's main process), then remove the container."""
+        if self.container is None:
+            return
+        self.container.reload()
+        pid = self.container.attrs["State"]["Pid"]
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+        self.container.wait(timeout=30)
+        self.container.remove(force=True)
+        self.container = None
+
+
+def _migrate(checkout: Path, target: Path) -> dict[str, Any]:
+    """``spire-migration migrate`` of ``checkout`` (this venv's Python): wall time, scenario durations."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    cmd = [sys.executable, "-m", "spire_migration.cli", "migrate", "--target", str(target), "--progress", "json"]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    scenarios, events = [], []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        ev["mono"] = round(time.monotonic(), 3)
+        events.append(ev)
+        if ev["event"] == "scenario_end":
+            scenarios.append({"label": ev.get("label"), "outcome": ev.get("outcome"),
+                              "duration_s": ev.get("duration"), "end": ev["mono"]})
+    err = proc.stderr.read() if proc.stderr else ""
+    rc = proc.wait()
+    t1 = time.monotonic()
+    if rc != 0:
+        raise SystemExit(f"migrate ({checkout}) failed with exit {rc}:\n{err[-3000:]}")
+    return {"t0": t0, "t1": t1, "wall_s": round(t1 - t0, 2), "scenarios": scenarios,
+            "command": " ".join(["spire-migration", "migrate", "--target", str(target)])}
+
+
+def _lab_memory(root: Path, nodes: list[str]) -> dict[str, float]:
+    lay = Layout(root.resolve())
+    t = core.target_for(lay)
+    srv = services.server_proc(t)
+    got = {"spire_server": _rss_mib(srv.pid if srv else None)}
+    for n in nodes:
+        ag = services.agent_proc(core.target_for(lay, n))
+        got[f"spire_agent_{n}"] = _rss_mib(ag.pid if ag else None)
+    return got
+
+
+def _single_order(order: str, checkout: Path, agents: int, prefix: str, log: Callable[[str], None]) -> dict:
+    root = Path(tempfile.mkdtemp(prefix=f"{prefix}{order}-", dir=private_base()))
+    probes: list[DockerProbe] = []
+    try:
+        t0 = time.monotonic()
+        core.up(root, agents=agents, log=lambda m: None)
+        lab_up_s = round(time.monotonic() - t0, 2)
+        lay = Layout(root.resolve())
+        nodes = core.load_state(lay)["nodes"]
+        targets = {n: core.target_for(lay, n) for n in nodes}
+        probes = [DockerProbe(targets[n], root / "probe") for n in nodes]
+        for p in probes:
+            p.start()
+        started = time.monotonic()
+        for p in probes:
+            poll(lambda p=p: p.ok_after(started), timeout=60, what=f"the probe of {p.t.node} to fetch an SVID")
+        mem_before = _lab_memory(root, nodes)
+        load_before = _load()
+        log(f"{order}: lab up in {lab_up_s} s, probes fetching; migrating node-1 (load {load_before})")
+        run = _migrate(checkout, root / Target.file_name(nodes[0]))
+        load_after = _load()
+        # the migrating node's gap may outlast the run: wait for its first success after it
+        poll(lambda: probes[0].ok_after(run["t1"]), timeout=60, what="the migrated node's probe to fetch again")
+        for p in probes:
+            p.stop()
+        per_node = {}
+        for p in probes:
+            s = svid_probe.summarise(p.records(), run["t0"], run["t1"])
+            per_node[p.t.node] = {"role": "migrating" if p is probes[0] else "other", **s}
+        mig = per_node[nodes[0]]
+        t_base = run["t0"]
+        for sc in run["scenarios"]:
+            sc["end_s"] = round(sc.pop("end") - t_base, 2)
+        return {"order": order, "checkout": str(checkout), "commit": _commit(checkout), "agents": agents,
+                "lab_up_s": lab_up_s, "migrate_wall_s": run["wall_s"], "command": run["command"],
+                "scenarios": run["scenarios"], "probe": per_node,
+                "migrating_longest_gap_s": mig["longest_gap_s"], "migrating_failed": mig["failed"],
+                "others_failed": sum(v["failed"] for k, v in per_node.items() if k != nodes[0]),
+                "load_before": load_before, "load_after": load_after, "memory_mib": mem_before}
+    finally:
+        for p in probes:
+            try:
+                p.stop()
+            except Exception as exc:  # noqa: BLE001 - the lab goes down anyway
+                log(f"probe {p.name}: {exc}")
+        core.down(root, purge=True, log=lambda m: None)
+
+
+def _commit(checkout: Path) -> str:
+    r = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return r.stdout.strip()
+
+
+def _machine() -> dict:
+    mem = {l.split(":")[0]: int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines()[:3]}
+    return {"nproc": os.cpu_count(), "mem_total_mib": mem["MemTotal"] // 1024,
+            "mem_available_mib": mem["MemAvailable"] // 1024, "loadavg_start": list(os.getloadavg()),
+            "kernel": os.uname().release}
+
+
+def _save(path: Path, section: str, value: Any) -> None:
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[section] = value
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="mode", required=True)
+    single = sub.add_parser("single", help="SVID availability on the single-host lab, per order")
+    single.add_argument("--order", action="append", default=[],
+                        help="NAME=CHECKOUT (repeatable); default: this checkout, named 'current'")
+    single.add_argument("--agents", type=int, default=2, help="lab nodes: node-1 migrates, the others must not notice")
+    for p in (single,):
+        p.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results-fleet.json")
+        p.add_argument("--root-prefix", default="bench-", help="lab roots are fresh /run/spire-lab/<prefix>*")
+    args = ap.parse_args()
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if args.mode == "single":
+        orders = [o.split("=", 1) for o in args.order] or [["current", str(PROJECT)]]
+        out = {"machine": _machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "orders": {}}
+        for name, checkout in orders:
+            out["orders"][name] = _single_order(name, Path(checkout).resolve(), args.agents, args.root_prefix, log)
+            _save(args.out, "single", out)
+        o = out["orders"]
+        if "guide" in o and "new" in o and o["new"]["migrating_longest_gap_s"]:
+            out["gap_ratio_guide_over_new"] = round(o["guide"]["migrating_longest_gap_s"]
+                                                    / o["new"]["migrating_longest_gap_s"], 1)
+        _save(args.out, "single", out)
+        print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
