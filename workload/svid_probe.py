@@ -94,12 +94,15 @@ def summarise(records: list[dict[str, Any]], t_from: float, t_to: float) -> dict
     ``longest_gap_s``: the longest time between two consecutive successful fetches, counted for
     every pair that overlaps the window (a gap that opened before it counts); ``longest_failure_run``:
     the most consecutive failed attempts in the window and the seconds from the first of them to
-    the next success (or to the last attempt when none followed); ``failed``: failed attempts in
+    the next success (or to the last attempt when none followed); ``longest_gap_at_s``: the gap's
+    last success before and first success after it, in seconds from ``t_from``; ``failed``: failed attempts in
     the window. ``serials``: the distinct SVID serials seen in the window, in order."""
     recs = sorted(records, key=lambda r: r["t"])
     inside = [r for r in recs if t_from <= r["t"] <= t_to]
     oks = [r["t"] for r in recs if r["ok"]]
-    gaps = [b - a for a, b in zip(oks, oks[1:]) if b >= t_from and a <= t_to]
+    pairs = [(a, b) for a, b in zip(oks, oks[1:]) if b >= t_from and a <= t_to]
+    gaps = [b - a for a, b in pairs]
+    widest = max(pairs, key=lambda p: p[1] - p[0]) if pairs else None
     run, best, best_s, run_start = 0, 0, 0.0, None
     for r in inside + [None]:
         if r is not None and not r["ok"]:
@@ -123,6 +126,7 @@ def summarise(records: list[dict[str, Any]], t_from: float, t_to: float) -> dict
     return {"window_s": round(t_to - t_from, 2), "attempts": len(inside),
             "ok": sum(1 for r in inside if r["ok"]), "failed": sum(1 for r in inside if not r["ok"]),
             "longest_gap_s": round(max(gaps), 3) if gaps else None,
+            "longest_gap_at_s": [round(x - t_from, 2) for x in widest] if widest else None,
             "longest_failure_run": {"attempts": best, "s": round(best_s, 3)},
             "serials": serials, "spiffe_ids": sorted({r["spiffe_id"] for r in inside if r["ok"]}),
             "errors": errors}
