@@ -118,6 +118,98 @@ class DockerProbe:
         self.container = None
 
 
+class HostProbe:
+    """The probe inside a fleet lab host, run as the workload's uid (its ``unix:uid`` entry) by ``docker exec``.
+
+    The checkout and its venv are bind-mounted in every host at their paths here; the probe's file is
+    in the host's /tmp; it is stopped by its pid there (SIGTERM through ``docker exec kill``)."""
+
+    OUT = "/tmp/svid-probe.jsonl"
+
+    def __init__(self, docker_host: str, container: str, name: str, uid: int = 1001,
+                 socket: str = "/tmp/spire-agent/public/api.sock") -> None:
+        self.docker_host, self.container, self.name, self.uid, self.socket = docker_host, container, name, uid, socket
+        self._last: list[dict[str, Any]] = []
+
+    def _exec(self, *argv: str, opts: tuple[str, ...] = (), check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "-H", self.docker_host, "exec", *opts, self.container, *argv],
+                              capture_output=True, text=True, timeout=60, check=check)
+
+    def start(self) -> None:
+        self._exec("rm", "-f", self.OUT)
+        self._exec(sys.executable, str(PROJECT / "workload" / "svid_probe.py"), "--out", self.OUT,
+                   opts=("-d", "-u", str(self.uid), "-e", f"{svid_probe.SOCKET_ENV}=unix://{self.socket}"))
+
+    def _lines(self) -> list[dict[str, Any]]:
+        out = self._exec("cat", self.OUT, check=False).stdout
+        lines = []
+        for line in out.splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                continue
+        return lines
+
+    def records(self) -> list[dict[str, Any]]:
+        self._last = [r for r in self._lines() if "t" in r]
+        return self._last
+
+    def ok_after(self, t: float) -> bool:
+        return any(r["ok"] and r["t"] > t for r in self.records())
+
+    def stop(self) -> None:
+        lines = self._lines()
+        if not lines or "pid" not in lines[0] or any("stop" in line for line in lines):
+            return
+        self._exec("kill", "-TERM", str(lines[0]["pid"]), opts=("-u", str(self.uid)), check=False)
+        poll(lambda: any("stop" in line for line in self._lines()), timeout=30, what=f"the probe of {self.name} to stop")
+
+
+class MemorySampler:
+    """Each lab host's memory (its container's cgroup), sampled every second: idle and peak, MiB."""
+
+    def __init__(self, containers: dict[str, str]) -> None:
+        import threading
+
+        self.containers, self.peak, self.first = containers, {}, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def read(cid: str) -> int | None:
+        for path in (f"/sys/fs/cgroup/memory/docker/{cid}/memory.usage_in_bytes",
+                     f"/sys/fs/cgroup/docker/{cid}/memory.current",
+                     f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.current"):
+            try:
+                return int(Path(path).read_text())
+            except (OSError, ValueError):
+                continue
+        return None
+
+    def _sample(self) -> None:
+        for name, cid in self.containers.items():
+            if (b := self.read(cid)) is not None:
+                mib = round(b / 2**20, 1)
+                self.first.setdefault(name, mib)
+                self.peak[name] = max(self.peak.get(name, 0.0), mib)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self._sample()
+
+    def __enter__(self) -> "MemorySampler":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def report(self) -> dict[str, dict[str, float]]:
+        return {n: {"before_mib": self.first.get(n), "peak_mib": self.peak.get(n)} for n in self.containers}
+
+
 def _migrate(checkout: Path, target: Path) -> dict[str, Any]:
     """``spire-migration migrate`` of ``checkout`` (this venv's Python): wall time, scenario durations."""
     env = {**os.environ, "PYTHONPATH": str(checkout)}
@@ -134,7 +226,7 @@ def _migrate(checkout: Path, target: Path) -> dict[str, Any]:
         ev["mono"] = round(time.monotonic(), 3)
         events.append(ev)
         if ev["event"] == "scenario_end":
-            scenarios.append({"label": ev.get("label"), "outcome": ev.get("outcome"),
+            scenarios.append({"label": ev.get("label"), "scenario": ev.get("scenario"), "outcome": ev.get("outcome"),
                               "duration_s": ev.get("duration"), "end": ev["mono"]})
     err = proc.stderr.read() if proc.stderr else ""
     rc = proc.wait()
