@@ -237,6 +237,163 @@ def _migrate(checkout: Path, target: Path) -> dict[str, Any]:
             "command": " ".join(["spire-migration", "migrate", "--target", str(target)])}
 
 
+# -- the fleet ---------------------------------------------------------------------------
+HOST_TARGET = "/etc/spire-migration/target.toml"
+AGENT_PARTS = ("agent-prepare", "make", "agent-switch", "break", "agent-finish")
+ON_SERVER = ("make", "break")
+
+
+def waves(n: int, serial: list[str]) -> list[int]:
+    """Ansible's ``serial`` batch sizes for ``n`` hosts (``["1", "25%", "100%"]``; the last repeats).
+
+    >>> waves(8, ["1", "25%", "100%"]), waves(4, ["1", "25%", "100%"]), waves(1, ["1", "100%"])
+    ([1, 2, 5], [1, 1, 2], [1])
+    """
+    sizes, left, i = [], n, 0
+    while left > 0:
+        item = serial[min(i, len(serial) - 1)]
+        size = max(1, int(n * float(item[:-1]) / 100)) if item.endswith("%") else int(item)
+        sizes.append(min(size, left))
+        left -= sizes[-1]
+        i += 1
+    return sizes
+
+
+class Fleet:
+    """A fleet lab's hosts (containers of the lab's dockerd) and the suite run in them by ``docker exec``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.docker_host = Layout(root.resolve()).docker_host
+        out = subprocess.run(["docker", "-H", self.docker_host, "ps", "--no-trunc", "--format",
+                              "{{.ID}} {{.Names}}", "--filter", f"label=io.spire-migration.lab={root.resolve()}"],
+                             capture_output=True, text=True, check=True).stdout
+        self.containers = {}
+        for line in out.splitlines():
+            cid, name = line.split()
+            self.containers[name.split("-", 2)[2]] = cid     # fleet-<tag>-<host>
+        self.agents = sorted((h for h in self.containers if h != "server"), key=lambda h: (len(h), h))
+        self.spire_migration = str(Path(sys.executable).parent / "spire-migration")
+
+    def exec(self, host: str, *argv: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["docker", "-H", self.docker_host, "exec", self.containers[host], *argv],
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"{host}: {' '.join(argv[:6])}: exit {proc.returncode}\n"
+                               f"{(proc.stdout + proc.stderr)[-2500:]}")
+        return proc
+
+    def part(self, host: str, part: str, handoff: str | None = None) -> float:
+        """One part of the migration on ``host``: its wall time."""
+        argv = [self.spire_migration, "migrate", "--target", HOST_TARGET, "--part", part, "-q", "--progress", "off"]
+        if handoff:
+            argv += ["--handoff", handoff]
+        t0 = time.monotonic()
+        self.exec(host, *argv)
+        return time.monotonic() - t0
+
+    def hand_over(self, node: str) -> str:
+        """Copy the node's handoff (no secret in it) to the server host; its path there."""
+        text = self.exec(node, "sh", "-c", "cat /var/lib/spire-migration/*/handoff.json").stdout
+        inside = f"/opt/spire/handoffs/{node}.json"
+        proc = subprocess.run(["docker", "-H", self.docker_host, "exec", "-i", self.containers["server"], "sh", "-c",
+                               f"umask 077; mkdir -p /opt/spire/handoffs && cat > {inside}"],
+                              input=text, capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"handoff of {node} to the server host: {proc.stderr[-1000:]}")
+        return inside
+
+    def agent_part(self, node: str) -> dict[str, Any]:
+        """The agent part of ``node``, make before break, each part where it runs: timings (monotonic)."""
+        rec: dict[str, Any] = {"start": time.monotonic(), "parts": {}}
+        handoff = None
+        for part in AGENT_PARTS:
+            if part == "make":
+                t0 = time.monotonic()
+                handoff = self.hand_over(node)
+                rec["parts"]["handoff_copy"] = round(time.monotonic() - t0, 2)
+            rec["parts"][part] = round(self.part("server" if part in ON_SERVER else node, part,
+                                                 handoff if part in ON_SERVER else None), 2)
+        rec["end"] = time.monotonic()
+        rec["wall_s"] = round(rec["end"] - rec["start"], 2)
+        return rec
+
+
+def _drive_parts(fleet: Fleet, sizes: list[int], log: Callable[[str], None]) -> dict[str, Any]:
+    """The playbook's order, by hand: the server part, then each wave's nodes in parallel threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    t0 = time.monotonic()
+    fleet.part("server", "server")
+    out: dict[str, Any] = {"server_part": {"start": t0, "end": time.monotonic()}, "nodes": {}, "waves": []}
+    log(f"  server part {out['server_part']['end'] - t0:.1f} s")
+    queue = list(fleet.agents)
+    for i, size in enumerate(sizes, 1):
+        wave, queue = queue[:size], queue[size:]
+        w0 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+            for node, rec in zip(wave, pool.map(fleet.agent_part, wave)):
+                out["nodes"][node] = {"wave": i, **rec}
+        out["waves"].append({"wave": i, "nodes": wave, "wall_s": round(time.monotonic() - w0, 2)})
+        log(f"  wave {i} ({len(wave)} nodes) {time.monotonic() - w0:.1f} s")
+    return out
+
+
+def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], None]) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix=f"{prefix}fleet{n}-", dir=private_base()))
+    lab = [sys.executable, "-m", "lab"]
+    probes: list[HostProbe] = []
+    try:
+        t0 = time.monotonic()
+        up = subprocess.run([*lab, "up", "--fleet", str(n), "--root", str(root)], cwd=PROJECT,
+                            capture_output=True, text=True)
+        if up.returncode != 0:
+            raise SystemExit(f"lab up --fleet {n} failed:\n{(up.stdout + up.stderr)[-3000:]}")
+        lab_up_s = round(time.monotonic() - t0, 2)
+        fleet = Fleet(root)
+        probes = [HostProbe(fleet.docker_host, fleet.containers[h], h) for h in fleet.agents]
+        for p in probes:
+            p.start()
+        started = time.monotonic()
+        for p in probes:
+            poll(lambda p=p: p.ok_after(started), timeout=60, what=f"the probe of {p.name} to fetch an SVID")
+        log(f"fleet {n}: lab up in {lab_up_s} s, {len(probes)} probes fetching")
+        with MemorySampler(fleet.containers) as mem:
+            load_before = _load()
+            run = _drive_parts(fleet, waves(n, serial), log)
+            t1 = time.monotonic()
+            load_after = _load()
+        t_start = run["server_part"]["start"]
+        for p in probes:
+            poll(lambda p=p: p.ok_after(t1), timeout=60, what=f"the probe of {p.name} to fetch after the run")
+            p.stop()
+        nodes = {}
+        sp = run["server_part"]
+        for p in probes:
+            recs = p.records()
+            own = run["nodes"][p.name]
+            outside = [r for r in recs if t_start <= r["t"] <= t1 and not own["start"] <= r["t"] <= own["end"]]
+            nodes[p.name] = {"wave": own["wave"], "agent_part_s": own["wall_s"], "parts_s": own["parts"],
+                             "own_migration": svid_probe.summarise(recs, own["start"], own["end"]),
+                             "during_server_part": svid_probe.summarise(recs, sp["start"], sp["end"]),
+                             "failed_while_others_migrated": sum(1 for r in outside if not r["ok"])}
+        return {"n": n, "driver": "parts (threads, the playbook's order)", "serial": serial,
+                "waves": run["waves"], "lab_up_s": lab_up_s, "fleet_wall_s": round(t1 - t_start, 2),
+                "server_part_s": round(sp["end"] - sp["start"], 2), "nodes": nodes,
+                "agent_part_s_max": max(v["agent_part_s"] for v in nodes.values()),
+                "longest_gap_s_max": max(v["own_migration"]["longest_gap_s"] or 0 for v in nodes.values()),
+                "failed_on_other_nodes": sum(v["failed_while_others_migrated"] for v in nodes.values()),
+                "failed_during_server_part": sum(v["during_server_part"]["failed"] for v in nodes.values()),
+                "memory_mib": mem.report(), "load_before": load_before, "load_after": load_after}
+    finally:
+        for p in probes:
+            try:
+                p.stop()
+            except Exception as exc:  # noqa: BLE001 - the lab goes down anyway
+                log(f"probe {p.name}: {exc}")
+        subprocess.run([*lab, "down", "--root", str(root), "--purge"], cwd=PROJECT, capture_output=True, text=True)
+
+
 def _lab_memory(root: Path, nodes: list[str]) -> dict[str, float]:
     lay = Layout(root.resolve())
     t = core.target_for(lay)
@@ -321,7 +478,10 @@ def main() -> None:
     single.add_argument("--order", action="append", default=[],
                         help="NAME=CHECKOUT (repeatable); default: this checkout, named 'current'")
     single.add_argument("--agents", type=int, default=2, help="lab nodes: node-1 migrates, the others must not notice")
-    for p in (single,):
+    fleet = sub.add_parser("fleet", help="fleet labs of N hosts: the server part, then the agent nodes in waves")
+    fleet.add_argument("--sizes", default="1,4,8", help="fleet sizes N (default 1,4,8)")
+    fleet.add_argument("--serial", default="1,25%,100%", help="wave sizes, as the playbook's serial")
+    for p in (single, fleet):
         p.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results-fleet.json")
         p.add_argument("--root-prefix", default="bench-", help="lab roots are fresh /run/spire-lab/<prefix>*")
     args = ap.parse_args()
@@ -337,6 +497,16 @@ def main() -> None:
             out["gap_ratio_guide_over_new"] = round(o["guide"]["migrating_longest_gap_s"]
                                                     / o["new"]["migrating_longest_gap_s"], 1)
         _save(args.out, "single", out)
+        print(json.dumps(out, indent=2))
+    else:
+        out = {"machine": _machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sizes": []}
+        for n in (int(x) for x in args.sizes.split(",")):
+            out["sizes"].append(_fleet_size(n, args.serial.split(","), args.root_prefix, log))
+            one = next((s for s in out["sizes"] if s["n"] == 1), None)
+            for s in out["sizes"]:
+                if one:
+                    s["ratio_to_one_node"] = round(s["fleet_wall_s"] / one["fleet_wall_s"], 2)
+            _save(args.out, "fleet", out)
         print(json.dumps(out, indent=2))
 
 
