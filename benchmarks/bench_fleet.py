@@ -386,12 +386,16 @@ def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], Non
                 "failed_during_server_part": sum(v["during_server_part"]["failed"] for v in nodes.values()),
                 "memory_mib": mem.report(), "load_before": load_before, "load_after": load_after}
     finally:
-        for p in probes:
-            try:
-                p.stop()
-            except Exception as exc:  # noqa: BLE001 - the lab goes down anyway
-                log(f"probe {p.name}: {exc}")
+        _stop_all(probes, log)
         subprocess.run([*lab, "down", "--root", str(root), "--purge"], cwd=PROJECT, capture_output=True, text=True)
+
+
+def _stop_all(probes: list, log: Callable[[str], None]) -> None:
+    for p in probes:
+        try:
+            p.stop()
+        except Exception as exc:  # noqa: BLE001 - the lab goes down anyway
+            log(f"probe {p.name}: {exc}")
 
 
 def _lab_memory(root: Path, nodes: list[str]) -> dict[str, float]:
@@ -445,11 +449,7 @@ def _single_order(order: str, checkout: Path, agents: int, prefix: str, log: Cal
                 "others_failed": sum(v["failed"] for k, v in per_node.items() if k != nodes[0]),
                 "load_before": load_before, "load_after": load_after, "memory_mib": mem_before}
     finally:
-        for p in probes:
-            try:
-                p.stop()
-            except Exception as exc:  # noqa: BLE001 - the lab goes down anyway
-                log(f"probe {p.name}: {exc}")
+        _stop_all(probes, log)
         core.down(root, purge=True, log=lambda m: None)
 
 
