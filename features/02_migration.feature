@@ -58,11 +58,14 @@ Feature: Step-by-step migration from join_token to TPM node attestation
   @guide_step_5
   Scenario: Step 5 - Stop the Phase 3 SPIRE components
     The guide: `sudo pkill -f spire-agent`, `sudo pkill -f spire-server`, `pgrep -f spire`.
-    Real SPIRE: `pkill -f` kills any process whose command line mentions the word.
-    The suite: stops the exact pids (pid file, socket owner, /proc checked), only those running Phase 3.
+    Real SPIRE: `pkill -f` kills any process whose command line mentions the word; and an agent keeps
+    serving its cached SVIDs while its server restarts, so stopping it here only makes a gap.
+    The suite: departs from the guide's order (make before break): it stops the exact server pid (pid
+    file, socket owner, /proc checked) if it runs the Phase 3 config, and leaves the agent serving;
+    the agent is switched in step 6, once its entries exist under its new ID.
 
-    When the Phase 3 spire-agent and spire-server are stopped by pid
-    Then no Phase 3 SPIRE process is running
+    When the Phase 3 spire-server is stopped by pid while the agent keeps serving
+    Then no spire-server runs the Phase 3 config and the agent still serves its cached SVID
 
   @guide_step_6
   Scenario: Step 6 - Start the Phase 4 SPIRE components
@@ -70,11 +73,15 @@ Feature: Step-by-step migration from join_token to TPM node attestation
     `spire-server token generate`, `spire-agent run -config /opt/spire/conf/agent/agent.conf -joinToken $JOIN_TOKEN`.
     Real SPIRE: a join token makes the agent attest by join_token whatever its config says, and a
     restarted agent reuses its cached SVID (agent-data.json) and keeps its join_token identity.
-    The suite: starts the server and polls it healthy; drops the agent's cached SVID (backed up) and
-    starts the agent with no join token, polling until it has attested.
+    The tpm_devid agent ID is known before the switch (the sha1 of the DevID certificate).
+    The suite: starts the server and polls it healthy; creates every entry of the old agent (and a twin
+    of every node alias selecting it) for the new agent ID, before the agent restarts (make before
+    break: the guide re-registers in step 8, after a gap); then stops the Phase 3 agent by pid, drops
+    its cached SVID (backed up) and starts it with no join token, polling until it has attested.
 
-    When spire-server is started and polled healthy, then spire-agent without a join token
+    When spire-server is started and polled healthy, the old agent's entries are made for the new agent ID, then spire-agent is restarted without a join token
     Then spire-server is running and healthy with the Phase 4 config
+    And the old agent's entries existed under the new agent ID before the agent restarted
     And spire-agent runs without any join token and holds a new agent SVID
 
   @guide_step_7
@@ -96,8 +103,9 @@ Feature: Step-by-step migration from join_token to TPM node attestation
     `entry create -parentID $AGENT_ID`.
     Real SPIRE: `entry delete` has no `-spiffeID` flag; the other entries of the old agent (and the
     `token generate -spiffeID` node alias) would be orphaned.
-    The suite: re-creates every entry of the old agent under the new one in batches (each result's
-    status checked), re-points node aliases, deletes the old entries by ID, evicts the old agent.
+    The suite: the break half of make before break. Step 6 made the copies (in batches, each result's
+    status checked; with a node alias target, step 8 makes them here), so this step creates only what
+    is still missing, then deletes the old entries and node aliases by ID and evicts the old agent.
 
     When every entry of the old agent is re-created under the TPM agent and the old ones are deleted by ID
     Then every entry of the old agent is under the new agent with identical content

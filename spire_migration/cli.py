@@ -32,6 +32,8 @@ MARKERS = {"migrate": "migrate", "validate": "validate", "rollback": "rollback",
 PINNED = ("-c", "--config-file", "--rootdir", "--confcutdir", "-o", "--override-ini", "-p", "-m",
           "--pyargs")
 USAGE_ERROR = 4
+#: migrate --part: the fleet parts, in the order a node goes through them (features 09, 10)
+PARTS = ("server", "agent-prepare", "make", "agent-switch", "break", "agent-finish")
 
 
 def suite_dir() -> Path:
@@ -56,6 +58,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, metavar="FILE", help="target description (TOML)")
     p.add_argument("--node", metavar="NAME", help="this node of a fleet (target-NAME.toml next to --target)")
     p.add_argument("--plan", action="store_true", help="dry run: what each step would change")
+    p.add_argument("--part", choices=PARTS, metavar="PART",
+                   help="migrate one part of a fleet migration: " + ", ".join(PARTS) +
+                        " (server, make and break on the server host; the others on the agent node)")
+    p.add_argument("--handoff", metavar="FILE", help="with --part make|break: the node's handoff.json")
     for name, what in (("report", "Markdown report"), ("summary", "run summary JSON"),
                        ("junitxml", "JUnit XML"), ("cucumberjson", "cucumber JSON")):
         p.add_argument(f"--{name}", metavar="FILE", help=f"write the {what} to FILE")
@@ -72,9 +78,14 @@ def _refuse(message: str) -> int:
 
 def pytest_args(args: argparse.Namespace, passthrough: list[str], base: Path) -> list[str]:
     """The pinned pytest command line of one run."""
+    marker = MARKERS[args.command]
+    if args.part:
+        marker = f"fleet and part_{args.part.replace('-', '_')}"
     out = ["-c", str(PACKAGE_INI), "--rootdir", str(base), "-p", "no:cacheprovider",
-           "-p", "fixtures.suite", "-m", MARKERS[args.command],
+           "-p", "fixtures.suite", "-m", marker,
            f"--target={Path(args.target).absolute()}", f"--progress={args.progress}"]
+    if args.handoff:
+        out.append(f"--handoff={Path(args.handoff).absolute()}")
     for name in ("node", "report", "summary", "junitxml", "cucumberjson"):
         if getattr(args, name):
             out.append(f"--{name}={getattr(args, name)}")
@@ -89,6 +100,10 @@ def check_inputs(args: argparse.Namespace, passthrough: list[str]) -> str | None
         if opt.split("=", 1)[0] in PINNED or short:
             return (f"option {opt} is not allowed here: the entry point pins pytest's config, rootdir, "
                     f"plugins and marker (run pytest from a checkout for anything else)")
+    if args.part and args.command != "migrate":
+        return "--part goes with migrate"
+    if (args.part in ("make", "break")) != bool(args.handoff):
+        return "--handoff FILE goes with --part make or --part break, and they need it"
     try:
         if args.node is not None:
             check_node_name(args.node)

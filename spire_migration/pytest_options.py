@@ -60,6 +60,8 @@ def pytest_addoption(parser) -> None:
     group.addoption("--host-target", action="append", default=[], metavar="HOST=FILE",
                     help="with --hosts: the target description of one host (its pytest id, e.g. "
                          "docker://node-2, or the host spec); hosts without one use --target")
+    group.addoption("--handoff", action="store", default=None, metavar="FILE",
+                    help="fleet make/break parts (on the server host): the node's handoff.json")
     group.addoption("--progress", action="store", default="text", choices=("text", "json", "off"),
                     help="live progress: text lines (default; none with -q), JSON lines on stdout "
                          "(one object per scenario/step/wait event), or off")

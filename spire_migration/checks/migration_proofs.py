@@ -239,6 +239,44 @@ def phase3_stopped(run: Migration, node: Node, outcome: StepResult) -> CheckResu
                       stopped_this_run=stopped, agent_now=proc_text(agent), server_now=proc_text(server))
 
 
+@guarded
+def phase3_server_stopped(run: Migration, node: Node, outcome: StepResult) -> CheckResult:
+    """No spire-server runs the config from before step 4; the agent, if it ran, still runs."""
+    agent, server = node.agent_proc(), node.server_proc()
+    problems = []
+    if server is not None and services.started_before(server, run.t.server.config):
+        problems.append(f"spire-server pid {server.pid} still runs the config from before step 4")
+    kept = [n for n in outcome.notes if "keeps running" in n]
+    if kept and agent is None:
+        problems.append("the agent was running before the step and is gone: it stopped serving")
+    stopped = this_run(outcome, "stop ")
+    return step_proof("the Phase 3 server stopped, the agent still serving", problems,
+                      "no spire-server on the old config; the agent left running on its cached SVID",
+                      f"stopped in this run: {stopped or 'none (already stopped)'}; running now: "
+                      f"agent {proc_text(agent) or 'none'}, server {proc_text(server) or 'none'}",
+                      "stop the listed pid (kill <pid>), then re-run",
+                      stopped_this_run=stopped, agent_now=proc_text(agent), server_now=proc_text(server))
+
+
+@guarded
+def made_before_break(run: Migration, node: Node, outcome: StepResult) -> CheckResult:
+    """The old agent's entries existed under the new agent ID before the agent restarted."""
+    made = next((i for i, c in enumerate(outcome.changes) if c.startswith("created ")), None)
+    started = next((i for i, c in enumerate(outcome.changes) if c.startswith("started spire-agent")), None)
+    problems = []
+    if made is not None and started is not None and made > started:
+        problems.append("the agent restarted before its entries were created")
+    if started is not None and made is None and not run.t.attestor.node_alias:
+        moved = entries_moved(run, node, outcome)
+        if not moved.ok:
+            problems.append(moved.found)
+    return step_proof("make before break: entries before the switch", problems,
+                      "the old agent's entries created for the new agent ID, then the agent restarted",
+                      f"order this run: {[c.split(';')[0][:60] for c in outcome.changes]}",
+                      "re-run: step 6 creates what is missing before it restarts the agent",
+                      changes_in_order=outcome.changes)
+
+
 # -- step 6 -----------------------------------------------------------------
 @guarded
 def phase4_server_started(node: Node, outcome: StepResult) -> CheckResult:

@@ -66,18 +66,28 @@ def _pem_bundle(path: Path, what: str) -> list[x509.Certificate]:
     return certs
 
 
-def check_inputs(t: Target) -> list[str]:
-    """Check every input of the attestor before any change; returns evidence lines."""
+def check_inputs(t: Target, sides: tuple[str, ...] = ("server", "agent")) -> list[str]:
+    """Check every input of the attestor before any change; returns evidence lines.
+
+    ``sides``: the server's inputs (the CA bundles it trusts), the agent's (DevID
+    certificate and key blobs in this TPM, the EK certificate), or both; their
+    cross-checks (the DevID's issuer, the EK certificate's chain) need both on one host.
+    """
     a = t.attestor
     if a.profile == "tpm_devid":
-        ca = _pem_bundle(a.devid_ca, "DevID CA bundle (server devid_ca_path)")
-        ek_ca = _pem_bundle(a.endorsement_ca, "endorsement CA bundle (server endorsement_ca_path)")
+        evidence = []
+        if "server" in sides:
+            ca = _pem_bundle(a.devid_ca, "DevID CA bundle (server devid_ca_path)")
+            ek_ca = _pem_bundle(a.endorsement_ca, "endorsement CA bundle (server endorsement_ca_path)")
+            evidence.append(f"DevID CA bundle ({len(ca)}) and endorsement CA bundle ({len(ek_ca)}) readable")
+        if "agent" not in sides:
+            return evidence
         leaf = _pem_bundle(a.devid_cert, "DevID certificate (agent devid_cert_path)")[0]
         for blob in (a.devid_pub, a.devid_priv):
             if not Path(blob).is_file():
                 raise ConfigError("DevID key blob not found", expected=f"a TPM key blob at {blob}",
                                   found="no such file", remedy="provision the DevID, or fix the target")
-        if not any(leaf.issuer == c.subject for c in ca):
+        if "server" in sides and not any(leaf.issuer == c.subject for c in ca):
             raise ConfigError("the DevID certificate is not issued by the DevID CA bundle",
                               expected=f"issuer {leaf.issuer.rfc4514_string()} in {a.devid_ca}",
                               found=", ".join(c.subject.rfc4514_string() for c in ca))
@@ -86,14 +96,16 @@ def check_inputs(t: Target) -> list[str]:
         if info.ek_cert_der is None:
             raise TPMError("the TPM has no EK certificate", expected="an RSA EK certificate in NV 0x01c00002",
                            found="none", remedy="provision the EK certificate (TPM vendor or swtpm_setup)")
-        if not tpm.ek_cert_chains_to(info.ek_cert_der, a.endorsement_ca):
+        if "server" in sides and not tpm.ek_cert_chains_to(info.ek_cert_der, a.endorsement_ca):
             raise ConfigError("the EK certificate does not chain to the endorsement CA bundle",
                               expected=f"the EK certificate's direct issuer in {a.endorsement_ca}",
                               found=", ".join(c.subject.rfc4514_string() for c in ek_ca),
                               remedy="put the EK certificate's issuing CA (no intermediates) in endorsement_ca_path")
-        return [f"DevID certificate sha1 {tpm.cert_sha1(a.devid_cert)} issued by {leaf.issuer.rfc4514_string()}",
-                "DevID key blobs load in this TPM and match the certificate",
-                "EK certificate chains to the endorsement CA"]
+        return evidence + [f"DevID certificate sha1 {tpm.cert_sha1(a.devid_cert)} issued by "
+                           f"{leaf.issuer.rfc4514_string()}",
+                           "DevID key blobs load in this TPM and match the certificate",
+                           "EK certificate present" + (", chains to the endorsement CA" if "server" in sides else
+                                                       " (its chain is checked by the server at attestation)")]
     for exe in (a.plugin_cmd_server, a.plugin_cmd_agent):
         if not Path(exe).is_file():
             raise ConfigError("spire-tpm-plugin binary not found", expected=str(exe), found="no such file",

@@ -36,35 +36,39 @@ class Problem:
         return f"{self.what}: expected {self.expected}; found {self.found}; do: {self.remedy}"
 
 
-def check_before_stop(t: Target, server: SpireConfig, agent: SpireConfig, server_pid: int | None) -> list[str]:
+def check_before_stop(t: Target, server: SpireConfig | None, agent: SpireConfig | None,
+                      server_pid: int | None) -> list[str]:
     """Evidence lines when SPIRE would start with these configs; else a MigrationError
-    naming every problem (expected / found / remedy), before anything is stopped."""
+    naming every problem (expected / found / remedy), before anything is stopped.
+    ``None`` for a side that is not restarted here (a fleet's server part, agent part)."""
     problems: list[Problem] = []
     evidence: list[str] = []
-    for binary, path, what in ((t.server_bin, t.server.config, "spire-server"),
-                               (t.agent_bin, t.agent.config, "spire-agent")):
+    sides = [(t.server_bin, t.server.config, "spire-server", "server", server),
+             (t.agent_bin, t.agent.config, "spire-agent", "agent", agent)]
+    sides = [s for s in sides if s[4] is not None]
+    for binary, path, what, _, _ in sides:
         problem = validate(binary, path, what)
         if problem:
             problems.append(problem)
         else:
             evidence.append(f"`{what} validate -config {path}`: valid")
-    srv, agt = server.section("server"), agent.section("agent")
     running_td = bundle_trust_domain(t)
-    for name, cfg, path in (("server", srv, t.server.config), ("agent", agt, t.agent.config)):
-        td = cfg.get("trust_domain")
+    for _, path, _, name, cfg in sides:
+        td = cfg.section(name).get("trust_domain")
         if running_td and td != running_td:
             problems.append(Problem(f"{path}: trust_domain", f'"{running_td}" (the running server\'s CA bundle)',
                                     f'"{td}"', f'set trust_domain = "{running_td}" in {path}, or change the '
                                     "trust domain as its own procedure (new CA, every agent re-attests)"))
     if running_td:
-        evidence.append(f"trust domain {running_td}: the running server's CA bundle and both configs agree")
+        evidence.append(f"trust domain {running_td}: the running server's CA bundle and the configs agree")
         stray = [e for e in services.server_cli(t).entries() if _td(e.get("spiffe_id")) not in (running_td, None)]
         if stray:
             problems.append(Problem("registration entries", f"SPIFFE IDs in {running_td}",
                                     redact(str([e.get("spiffe_id") for e in stray][:3])),
                                     "fix or delete those entries before migrating"))
-    problems += _dirs_and_sockets(t, srv, agt, evidence)
-    problems += _bind_port(srv, server_pid, evidence)
+    problems += _dirs_and_sockets(t, [(name, cfg.section(name)) for _, _, _, name, cfg in sides], evidence)
+    if server is not None:
+        problems += _bind_port(server.section("server"), server_pid, evidence)
     if problems:
         raise MigrationError(
             "SPIRE would not start again with the Phase 4 configs: nothing was stopped",
@@ -115,10 +119,11 @@ def _td(spiffe_id: object) -> str | None:
     return None
 
 
-def _dirs_and_sockets(t: Target, srv: dict, agt: dict, evidence: list[str]) -> list[Problem]:
+def _dirs_and_sockets(t: Target, sections: list[tuple[str, dict]], evidence: list[str]) -> list[Problem]:
     problems = []
-    for who, cfg, path, sock in (("server", srv, t.server.config, t.server.socket),
-                                 ("agent", agt, t.agent.config, t.agent.socket)):
+    for who, cfg in sections:
+        spec = t.server if who == "server" else t.agent
+        path, sock = spec.config, spec.socket
         data_dir = cfg.get("data_dir")
         if data_dir and not (os.path.isdir(data_dir) and os.access(data_dir, os.W_OK | os.X_OK)):
             problems.append(Problem(f"{path}: data_dir", f"a writable directory {data_dir}",

@@ -20,7 +20,7 @@ import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -112,13 +112,18 @@ def join_token_flag(argv: Sequence[str]) -> str | None:
     return None
 
 
-def wait_agent_ready(t: Target, info: ProcInfo) -> str:
-    """Poll until the agent is healthy and has an SVID; returns its SPIFFE ID."""
+def wait_agent_ready(t: Target, info: ProcInfo,
+                     identify: Callable[[Target], str | None] | None = None) -> str:
+    """Poll until the agent is healthy and has an SVID; returns its SPIFFE ID, proven by
+    ``identify`` (default :func:`agent_identity`, against the server; on a node without the
+    server's API, :func:`node_agent_identity`)."""
+    identify = identify or agent_identity
+
     def ready() -> str | None:
         if process.proc_info(info.pid) is None:
             raise ProcessError("spire-agent exited during start", expected="a running agent",
                                found=_tail(t.agent.log), remedy=f"read {t.agent.log}")
-        return agent_identity(t) if agent_cli(t).healthy() else None
+        return identify(t) if agent_cli(t).healthy() else None
 
     try:
         return poll(ready, timeout=t.thresholds.start_timeout_s,
@@ -196,6 +201,34 @@ _CRAFTED = ("do not migrate this node: its agent-data.json was replaced; stop th
             "and let the agent attest again")
 
 
+def node_agent_identity(t: Target) -> str | None:
+    """The agent's SPIFFE ID where the server's API is not (a fleet's agent node): its cached
+    SVID, proven against the agent's own cached trust bundle and its own key (KeyManager
+    "disk"); None when it has no SVID. The server side proves the rest (its record, by serial).
+
+    Raises :class:`SpireError` for an SVID that does not chain to that bundle or whose key
+    the agent does not hold.
+    """
+    try:
+        text = agent_data_file(t).read_text()
+    except FileNotFoundError:
+        return None
+    chain = _svid_chain(text)
+    ident = _uri(chain[0]) if chain else None
+    if ident is None:
+        return None
+    roots = _certs(json.loads(text).get("bundle"))
+    if not roots or not _chains_to(chain, roots):
+        raise SpireError(f"{agent_data_file(t)} holds an SVID its own trust bundle does not vouch for",
+                         expected="an agent SVID that chains to the agent's cached bundle",
+                         found=f"an SVID for {redact(ident)} that does not", remedy=_CRAFTED)
+    if _holds_key(t, chain[0]) is False:
+        raise SpireError(f"{agent_data_file(t)} names {redact(ident)}, whose key this node's agent does not hold",
+                         expected=f"the SVID's public key among the agent's keys ({_keys_file(t)})",
+                         found="another key: the SVID was copied from another node", remedy=_CRAFTED)
+    return ident
+
+
 def agent_id_from_data(text: str | None) -> str | None:
     """The SPIFFE ID named by the text of an agent-data.json, UNVERIFIED (for reads through a remote view;
     on the node itself use :func:`agent_identity`, which proves it)."""
@@ -218,13 +251,20 @@ def _svid_chain(text: str | None) -> list[x509.Certificate]:
         return []
     if not isinstance(data, dict):
         return []
+    return _certs(data.get("svid"))
+
+
+def _certs(items: object) -> list[x509.Certificate]:
+    """Certificates from agent-data.json's base64 items (DER, or a PEM bundle); [] if malformed."""
+    if not isinstance(items, list):
+        return []
     certs = []
-    for item in data.get("svid") or []:
+    for item in items:
         try:
             raw = base64.b64decode(item)
             certs += x509.load_pem_x509_certificates(raw) if raw.startswith(b"-----") else \
                 [x509.load_der_x509_certificate(raw)]
-        except ValueError:
+        except (ValueError, TypeError):
             return []
     return certs
 

@@ -308,7 +308,24 @@ def cert_sha1(cert_path: Path) -> str:
 
 def devid_agent_id(cert_path: Path, trust_domain: str) -> str:
     """The agent ID SPIRE's tpm_devid attestor gives: ``.../spire/agent/tpm_devid/<sha1>``."""
-    return agent_id_prefix(trust_domain, "tpm_devid") + cert_sha1(cert_path)
+    return devid_agent_id_of(_load_certs(cert_path)[0], trust_domain)
+
+
+def devid_agent_id_of(cert: x509.Certificate, trust_domain: str) -> str:
+    """:func:`devid_agent_id` of a loaded certificate."""
+    return agent_id_prefix(trust_domain, "tpm_devid") + hashlib.sha1(
+        cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def issued_by_any(cert: x509.Certificate, cas: list[x509.Certificate]) -> bool:
+    """``cert`` is signed directly by one of ``cas``."""
+    for ca in cas:
+        try:
+            cert.verify_directly_issued_by(ca)
+            return True
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+    return False
 
 
 def srk_template(key_type: TPM2_ALG = TPM2_ALG.RSA) -> TPM2B_PUBLIC:

@@ -31,7 +31,7 @@ from spire_migration.config.hclconfig import SpireConfig, load_config
 from spire_migration.records.locks import holds_server_lock
 from spire_migration.node.facade import Phase
 from spire_migration.redact import redact
-from spire_migration.procedures.reregister import apply_reparent, reparent_plan
+from spire_migration.procedures.reregister import apply_make, apply_reparent, reparent_plan
 from spire_migration.node.spiffe_ids import is_join_token_agent, is_tpm_agent
 from spire_migration.procedures.steprun import JournaledRun, StepResult
 
@@ -153,20 +153,26 @@ class Migration(JournaledRun):
         return self.finish("guide_step_3", changes)
 
     # -- step 4 -----------------------------------------------------------------
-    def configs_planned(self) -> tuple[SpireConfig, SpireConfig, SpireConfig, SpireConfig]:
-        """(server now, server wanted, agent now, agent wanted), HCL or JSON alike."""
+    def configs_planned(self, sides: tuple[str, ...] = ("server", "agent")
+                        ) -> tuple[SpireConfig | None, SpireConfig | None, SpireConfig | None, SpireConfig | None]:
+        """(server now, server wanted, agent now, agent wanted), HCL or JSON alike; None for a side
+        not in ``sides`` (a fleet's server host has no agent.conf, an agent node no server.conf)."""
         name = attestor.plugin_name(self.t)
-        srv = load_config(self.t.server.config)
-        agt = load_config(self.t.agent.config)
-        srv_new = srv.with_plugin("NodeAttestor", name, attestor.server_body(self.t))
-        agent_attestors = set(agt.plugins("NodeAttestor"))
-        replacing = "join_token" if "join_token" in agent_attestors else None
-        agt_new = agt.with_plugin("NodeAttestor", name, attestor.agent_body(self.t), replacing=replacing)
-        for other in agent_attestors - {name, "join_token"}:
-            agt_new = agt_new.without_plugin("NodeAttestor", other)
-        for key in ("join_token", "join_token_file"):
-            if key in agt_new.section("agent"):
-                agt_new = agt_new.without_setting("agent", key)
+        srv = srv_new = agt = agt_new = None
+        if "server" in sides:
+            srv = load_config(self.t.server.config)
+            finalized = "join_token" not in srv.plugins("NodeAttestor") and name in srv.plugins("NodeAttestor")
+            srv_new = srv if finalized else srv.with_plugin("NodeAttestor", name, attestor.server_body(self.t))
+        if "agent" in sides:
+            agt = load_config(self.t.agent.config)
+            agent_attestors = set(agt.plugins("NodeAttestor"))
+            replacing = "join_token" if "join_token" in agent_attestors else None
+            agt_new = agt.with_plugin("NodeAttestor", name, attestor.agent_body(self.t), replacing=replacing)
+            for other in agent_attestors - {name, "join_token"}:
+                agt_new = agt_new.without_plugin("NodeAttestor", other)
+            for key in ("join_token", "join_token_file"):
+                if key in agt_new.section("agent"):
+                    agt_new = agt_new.without_setting("agent", key)
         return srv, srv_new, agt, agt_new
 
     @holds_server_lock
@@ -203,17 +209,15 @@ class Migration(JournaledRun):
     # -- step 5 -----------------------------------------------------------------
     @holds_server_lock
     def step5_stop_phase3(self) -> StepResult:
-        """Stop the exact Phase 3 processes (by pid, never by name), only once SPIRE is
-        known to start again with the Phase 4 configs (``startcheck``)."""
+        """Stop the Phase 3 server (by pid, never by name), only once SPIRE is known to start
+        again with the Phase 4 configs (``startcheck``). The agent keeps running: it serves its
+        cached SVIDs while the server restarts, and is switched in step 6, after its entries
+        exist under its new ID (make before break)."""
         changes: list[str] = []
-        agent = services.agent_proc(self.t)
-        ident = services.agent_identity(self.t) or ""
-        stop_agent = agent is not None and ("/join_token/" in ident
-                                            or services.started_before(agent, self.t.agent.config))
         server = services.server_proc(self.t)
         stop_server = server is not None and services.started_before(server, self.t.server.config)
         notes: list[str] = []
-        if stop_agent or stop_server:
+        if stop_server or self._agent_to_switch() is not None:
             if self.plan:
                 notes.append("before stopping: `spire-server validate` and `spire-agent validate` on the Phase 4 "
                              "configs, trust domain, data directories, sockets and bind port checked")
@@ -221,21 +225,31 @@ class Migration(JournaledRun):
                 notes += startcheck.check_before_stop(self.t, load_config(self.t.server.config),
                                                       load_config(self.t.agent.config),
                                                       server.pid if server else None)
-        if stop_agent:
-            if not self.plan:
-                services.stop_agent(self.t)
-            changes.append(f"stop spire-agent pid {agent.pid} ({agent.command})")
         if stop_server:
             if not self.plan:
                 services.stop_server(self.t)
             changes.append(f"stop spire-server pid {server.pid} (it runs the config from before step 4)")
+        if (agent := services.agent_proc(self.t)) is not None:
+            notes.append(f"spire-agent pid {agent.pid} keeps running on its cached SVID while the server restarts")
         return self.finish("guide_step_5", changes, notes)
+
+    def _agent_to_switch(self):
+        """The running agent if it still is the Phase 3 one (join_token, or started before step 4)."""
+        agent = services.agent_proc(self.t)
+        if agent is None:
+            return None
+        ident = services.agent_id_from_data(_read(services.agent_data_file(self.t))) or ""
+        if is_join_token_agent(ident) or services.started_before(agent, self.t.agent.config):
+            return agent
+        return None
 
     # -- step 6 -----------------------------------------------------------------
     @holds_server_lock
     def step6_start_phase4(self) -> StepResult:
-        """Server first (polled until healthy), then the agent with NO join token;
-        on a failure Phase 3 is put back (see :meth:`_or_phase3_back`)."""
+        """Server first (polled until healthy, both attestors); then make before break: the old
+        agent's entries are created under the new agent ID (known from the DevID certificate);
+        only then the agent is restarted with NO join token. On a failure Phase 3 is put back
+        (see :meth:`_or_phase3_back`)."""
         return self._or_phase3_back("guide_step_6", self._start_phase4)
 
     def _start_phase4(self) -> StepResult:
@@ -244,20 +258,45 @@ class Migration(JournaledRun):
             if not self.plan:
                 services.start_server(self.t)
             changes.append("start spire-server and wait until healthy")
-        if services.agent_proc(self.t) is None:
-            ident = services.agent_identity(self.t) or ""
+        changes += self.make()
+        if (agent := self._agent_to_switch()) is not None:
             if not self.plan:
-                if "/join_token/" in ident and services.agent_data_file(self.t).exists():
-                    changes += restore.back_up_agent_identity(self.t, self.journal)
-                    services.forget_agent_svid(self.t)
-                    changes.append("dropped the agent's cached join_token SVID (backed up) so it attests with the TPM")
-                tpm.flush_transients(self.t.tpm)
-                info = services.start_agent(self.t, join_token=None)
-                new = services.wait_agent_ready(self.t, info)
-                changes.append(f"started spire-agent pid {info.pid} without a join token; it attested as {new}")
+                services.stop_agent(self.t)
+            changes.append(f"stop the Phase 3 spire-agent pid {agent.pid}")
+        if services.agent_proc(self.t) is None:
+            if not self.plan:
+                changes += self._start_tpm_agent()
             else:
                 changes.append("start spire-agent without any join token and wait until attested")
         return self.finish("guide_step_6", changes)
+
+    def make(self) -> list[str]:
+        """Make before break: every entry of the old agent (and every node alias selecting it)
+        gets its copy for the new agent ID, before the agent switches; nothing is deleted."""
+        old, new = self.old_agent_id(), attestor.expected_agent_id(self.t)
+        if not old or not new or self.t.attestor.node_alias:
+            return []   # the node alias mode (guide's Option 2) needs the TPM selectors: step 8
+        if self.plan and not self.node.server.healthy():
+            return [f"create the old agent's entries for {new} before the agent restarts"]
+        plan = reparent_plan(self.node.server, old, new, self.t.server_id)
+        if self.plan:
+            return plan.lines()[:len(plan.create)]
+        return apply_make(self.node.server, plan)
+
+    def _start_tpm_agent(self, identify=None) -> list[str]:
+        """Drop the cached join_token SVID (backed up, key set aside), start the agent without
+        a join token and wait until it has attested (its new ID proven by ``identify``)."""
+        changes = []
+        if services.agent_data_file(self.t).exists() and is_join_token_agent(
+                services.agent_id_from_data(_read(services.agent_data_file(self.t)))):
+            changes += restore.back_up_agent_identity(self.t, self.journal)
+            services.forget_agent_svid(self.t)
+            changes.append("dropped the agent's cached join_token SVID (backed up) so it attests with the TPM")
+        tpm.flush_transients(self.t.tpm)
+        info = services.start_agent(self.t, join_token=None)
+        new = services.wait_agent_ready(self.t, info, identify)
+        changes.append(f"started spire-agent pid {info.pid} without a join token; it attested as {new}")
+        return changes
 
     # -- step 7 -----------------------------------------------------------------
     def step7_verify_tpm_attestation(self) -> StepResult:
@@ -376,6 +415,13 @@ class Migration(JournaledRun):
     def run(self) -> list[StepResult]:
         """All ten steps in order (what `pytest -m migrate` does, without pytest)."""
         return [getattr(self, name)() for name in self.STEPS]
+
+
+def _read(path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def _user_can_open(user: str, info: tpm.TPMInfo) -> bool:

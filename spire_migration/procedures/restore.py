@@ -14,6 +14,7 @@ on are marked undone, so a later run resumes from there.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -25,6 +26,7 @@ from spire_migration.config.hclconfig import load_config
 from spire_migration.fileio import refuse_link, write_file
 from spire_migration.records.journal import Journal, sha256_file
 from spire_migration.redact import redact
+from spire_migration.procedures.reregister import apply_break, reparent_plan
 from spire_migration.config.target import Target
 
 AGENT_DATA = "agent-data.json"   # journal backup of the agent's cached join_token SVID (step 6)
@@ -36,7 +38,8 @@ T = TypeVar("T")
 
 
 def or_phase3_back(step: str, perform: Callable[[], T], t: Target, journal: Journal,
-                   old_agent_id: Callable[[], str | None], log: Callable[[str], None]) -> T:
+                   old_agent_id: Callable[[], str | None], log: Callable[[str], None],
+                   sides: tuple[str, ...] = ("server", "agent")) -> T:
     """Run ``perform`` (guide step 6 or 7); if it fails, put Phase 3 back and raise the
     failure with its cause and what was restored."""
     try:
@@ -47,7 +50,7 @@ def or_phase3_back(step: str, perform: Callable[[], T], t: Target, journal: Jour
             raise
         cause = redact(str(exc))
         try:
-            done = put_phase3_back(t, journal, old, log=log)
+            done = put_phase3_back(t, journal, old, log=log, sides=sides)
         except Exception as again:
             raise MigrationError(f"{step} failed, and Phase 3 could not be put back",
                                  expected="a running SPIRE node", found=f"cause: {cause}\nrestore: "
@@ -59,17 +62,25 @@ def or_phase3_back(step: str, perform: Callable[[], T], t: Target, journal: Jour
 
 
 def put_phase3_back(t: Target, journal: Journal, old_agent_id: str,
-                    log: Callable[[str], None] = lambda s: None) -> list[str]:
-    """Restore Phase 3 and prove the old agent serves; returns what was done."""
+                    log: Callable[[str], None] = lambda s: None,
+                    sides: tuple[str, ...] = ("server", "agent")) -> list[str]:
+    """Restore Phase 3 and prove the old agent serves; returns what was done.
+
+    ``sides``: both on one host; ``("agent",)`` on a fleet's agent node (the server, on its
+    own host, keeps running in dual mode: the old agent's entries are still there until
+    the break part).
+    """
     done: list[str] = []
-    for what, stop in (("spire-agent", services.stop_agent), ("spire-server", services.stop_server)):
+    agent_side, server_side = "agent" in sides, "server" in sides
+    stops = [("spire-agent", services.stop_agent)] * agent_side + [("spire-server", services.stop_server)] * server_side
+    for what, stop in stops:
         info = stop(t)
         if info is not None:
             done.append(f"stopped {what} pid {info.pid}")
-    files = [("server.conf", t.server.config), ("agent.conf", t.agent.config)]
-    if journal.has_backup(AGENT_DATA):
+    files = [("server.conf", t.server.config)] * server_side + [("agent.conf", t.agent.config)] * agent_side
+    if agent_side and journal.has_backup(AGENT_DATA):
         files.append((AGENT_DATA, services.agent_data_file(t)))
-    keys = agent_key_file(t)   # read from the Phase 4 agent.conf, before it is restored
+    keys = agent_key_file(t) if agent_side else None   # read from the Phase 4 agent.conf, before it is restored
     if keys is not None and _aside(keys).is_file() and not _aside(keys).is_symlink():
         os.replace(_aside(keys), keys)
         done.append(f"put the old agent's key back in {keys}")
@@ -80,26 +91,40 @@ def put_phase3_back(t: Target, journal: Journal, old_agent_id: str,
         refuse_link(dest)
         write_file(dest, backup.read_bytes())
         done.append(f"restored {dest} from the journal ({name})")
-    services.start_server(t)
-    done.append("started spire-server with the Phase 3 config; it is healthy")
-    server = services.server_cli(t)
     new_id = attestor.expected_agent_id(t)
-    if new_id and new_id != old_agent_id and server.agent(new_id) is not None:
-        server.evict(new_id)   # the TPM agent of the failed attempt serves nothing yet
-        done.append(f"evicted the TPM agent of the failed attempt {new_id}")
-    info = services.start_agent(t, join_token=None)
-    ident = services.wait_agent_ready(t, info)
-    if ident != old_agent_id or server.agent(old_agent_id) is None:
-        raise MigrationError("Phase 3 could not be put back", expected=f"the old agent {redact(old_agent_id)} "
-                             "attested and known to the server", found=f"agent {redact(str(ident))}",
-                             remedy="run `pytest -m rollback` (it attests with a new join token)")
-    done.append(f"started spire-agent pid {info.pid} with its cached join_token SVID: "
-                f"it serves again as {redact(ident)}")
+    server = services.server_cli(t)
+    if server_side:
+        services.start_server(t)
+        done.append("started spire-server with the Phase 3 config; it is healthy")
+        if new_id and new_id != old_agent_id and server.agent(new_id) is not None:
+            server.evict(new_id)   # the TPM agent of the failed attempt serves nothing yet
+            done.append(f"evicted the TPM agent of the failed attempt {new_id}")
+        if new_id and new_id != old_agent_id:   # what step 6 made for the new agent goes (the old one keeps its own)
+            done += unmake(server, new_id, old_agent_id, t.server_id)
+    if agent_side:
+        info = services.start_agent(t, join_token=None)
+        identify = services.agent_identity if server_side else services.node_agent_identity
+        ident = services.wait_agent_ready(t, info, identify)
+        if ident != old_agent_id or (server_side and server.agent(old_agent_id) is None):
+            raise MigrationError("Phase 3 could not be put back", expected=f"the old agent {redact(old_agent_id)} "
+                                 "attested and known to the server", found=f"agent {redact(str(ident))}",
+                                 remedy="run `pytest -m rollback` (it attests with a new join token)")
+        done.append(f"started spire-agent pid {info.pid} with its cached join_token SVID: "
+                    f"it serves again as {redact(ident)}")
     journal.reset(*UNDONE)
     journal.set_fact("phase3_restored_at", datetime.now(timezone.utc).isoformat())
     for line in done:
         log(f"restore: {line}")
     return done
+
+
+def unmake(server, new_id: str, old_id: str, server_id: str) -> list[str]:
+    """Delete the copies made for ``new_id`` before a switch that did not happen (the old
+    agent's own entries and aliases stay)."""
+    plan = reparent_plan(server, new_id, old_id, server_id)
+    if plan.create:   # not a copy of an old entry: not ours to delete
+        plan = replace(plan, create=[], delete=[])
+    return [c.replace("deleted", "deleted the copies made before the switch:", 1) for c in apply_break(server, plan)]
 
 
 def agent_key_file(t: Target) -> Path | None:

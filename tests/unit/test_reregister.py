@@ -13,7 +13,7 @@ import pytest
 from spire_migration.node import spire
 from spire_migration.errors import SpireError
 
-from spire_migration.procedures.reregister import (apply_reparent, moved_content, plan_reparent, read_reparent_entries,
+from spire_migration.procedures.reregister import (apply_break, apply_make, apply_reparent, moved_content, plan_reparent, read_reparent_entries,
                                         reparent_plan)
 from spire_migration.node.spire import BatchResult, SpireServer, id_str, selector_strs
 
@@ -32,7 +32,7 @@ def _entry(eid: str, spiffe: str, parent: str, sels: list[str], **extra) -> dict
             "selectors": [dict(zip(("type", "value"), s.split(":", 1))) for s in sels], **extra}
 
 
-def test_reparent_moves_every_entry_and_repoints_aliases():
+def test_reparent_moves_every_entry_and_twins_aliases():
     entries = [
         _entry("1", "spiffe://example.org/k8s-workload", OLD, ["docker:label:a:b"], x509_svid_ttl=600,
                dns_names=["w.example.org"], hint="web", admin=True),
@@ -42,15 +42,16 @@ def test_reparent_moves_every_entry_and_repoints_aliases():
     ]
     plan = plan_reparent(entries, OLD, NEW, SERVER)
     assert sorted(e["spiffe_id"] for e in plan.create) == ["spiffe://example.org/agent",
-                                                            "spiffe://example.org/k8s-workload"]
+                                                            "spiffe://example.org/k8s-workload",
+                                                            "spiffe://example.org/nodes/all"]
     workload = next(e for e in plan.create if e["spiffe_id"].endswith("k8s-workload"))
     assert workload["parent_id"] == NEW and workload["x509_svid_ttl"] == 600 and workload["admin"] is True
     assert workload["dns_names"] == ["w.example.org"] and workload["hint"] == "web"
     alias_under_agent = next(e for e in plan.create if e["spiffe_id"].endswith("/agent"))
     assert alias_under_agent["selectors"] == [{"type": "spiffe_id", "value": NEW}]
-    assert plan.delete == ["1", "2"]
-    assert [a["entry_id"] for a in plan.aliases] == ["3"]
-    assert plan.aliases[0]["selectors"] == [{"type": "spiffe_id", "value": NEW}]
+    twin = next(e for e in plan.create if e["spiffe_id"].endswith("/nodes/all"))   # make before break
+    assert twin["parent_id"] == SERVER and twin["selectors"] == [{"type": "spiffe_id", "value": NEW}]
+    assert plan.delete == ["1", "2", "3"]
     assert not any("zzzz" in json.dumps(e) for e in plan.create)
 
 
@@ -138,7 +139,24 @@ def test_apply_then_plan_again_is_empty_and_leaves_other_nodes_alone():
     assert reparent_plan(fake, OLD, NEW, SERVER).empty
     assert {k: v for k, v in fake.table.items() if k.startswith("o")} == before
     assert len(fake.entries(parentID=NEW)) == 5 and not fake.entries(parentID=OLD)
-    assert fake.table["alias"]["selectors"] == [{"type": "spiffe_id", "value": NEW}]
+    assert "alias" not in fake.table
+    assert [id_str(e["spiffe_id"]) for e in fake.entries(parentID=SERVER, selector=f"spiffe_id:{NEW}")] == \
+        ["spiffe://example.org/nodes"]
+
+
+def test_make_serves_both_agents_and_break_refuses_before_make():
+    fake = FakeServer(_fleet(1))
+    plan = reparent_plan(fake, OLD, NEW, SERVER)
+    with pytest.raises(SpireError, match="not deleted before their copies exist"):
+        apply_break(fake, plan)
+    assert len(fake.entries(parentID=OLD)) == 5, "break before make deleted entries"
+    apply_make(fake, plan)
+    assert len(fake.entries(parentID=OLD)) == 5 and len(fake.entries(parentID=NEW)) == 5
+    assert fake.entries(parentID=SERVER, selector=f"spiffe_id:{OLD}")
+    again = reparent_plan(fake, OLD, NEW, SERVER)
+    assert again.made and sorted(again.delete) == sorted(plan.delete)
+    apply_break(fake, again)
+    assert not fake.entries(parentID=OLD) and not fake.entries(parentID=SERVER, selector=f"spiffe_id:{OLD}")
 
 
 # -- batch calls -------------------------------------------------------------------

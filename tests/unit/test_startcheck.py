@@ -29,7 +29,7 @@ def test_data_dirs_and_socket_paths(tmp_path) -> None:
     t.agent.socket = tmp_path / "agent" / "api.sock"
     srv = {"data_dir": str(tmp_path), "socket_path": str(t.server.socket)}
     agt = {"data_dir": str(tmp_path / "gone"), "socket_path": str(tmp_path / "elsewhere.sock")}
-    problems = startcheck._dirs_and_sockets(t, srv, agt, [])
+    problems = startcheck._dirs_and_sockets(t, [("server", srv), ("agent", agt)], [])
     assert [p.what.rsplit(": ", 1)[1] for p in problems] == ["data_dir", "socket_path"]
     assert problems[0].found == "missing" and str(t.agent.socket) in problems[1].expected
     assert all(p.remedy for p in problems)
