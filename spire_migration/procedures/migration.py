@@ -78,7 +78,7 @@ class Migration(JournaledRun):
                               expected="configs SPIRE 1.15 accepts",
                               found="; ".join(f"{f.file}: {f.text}" for f in blocking),
                               remedy="; ".join(f.fix for f in blocking))
-        notes = attestor.check_inputs(self.t)
+        notes = services.check_service_mode(self.t) + attestor.check_inputs(self.t)
         self.node.runtime.check_reachable()
         if not self.node.server.healthy() and services.server_proc(self.t) is None \
                 and not self.journal.done("guide_step_5"):
@@ -320,7 +320,7 @@ class Migration(JournaledRun):
             problems.append(f"server lists attestation type {record.get('attestation_type')!r}")
         if not any(s.startswith(f"{self.t.attestor.profile}:") for s in sels):
             problems.append(f"no {self.t.attestor.profile} selectors (found {sels})")
-        log = self.t.agent.log.read_text(errors="replace") if self.t.agent.log.exists() else ""
+        log = services.log_text(self.t, "agent")   # agent.log, or the unit's journal
         if "Node attestation was successful" not in log or ident not in log:
             problems.append("the agent log does not show a successful node attestation for this ID")
         if problems:
