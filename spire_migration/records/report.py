@@ -53,7 +53,7 @@ def write_summary(run: Run, path: Path, exitstatus: int) -> None:
 
 
 _PHASE_TAGS = ("migrate", "validate", "rollback", "diagnose", "audit", "lab", "slow", "strategy_gradual",
-               "after_migration")
+               "after_migration", "fleet")
 
 
 def guide_id(tags: list[str]) -> str:
@@ -62,7 +62,7 @@ def guide_id(tags: list[str]) -> str:
     >>> guide_id(["post_check_3", "validate"]), guide_id(["audit", "audit_4", "validate"])
     ('post_check_3', 'audit_4')
     """
-    refs = [t for t in tags if t not in _PHASE_TAGS]
+    refs = [t for t in tags if t not in _PHASE_TAGS and not t.startswith("part_")]
     return refs[0] if refs else (tags[0] if tags else "")
 
 
