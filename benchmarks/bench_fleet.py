@@ -265,13 +265,8 @@ class Fleet:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.docker_host = Layout(root.resolve()).docker_host
-        out = subprocess.run(["docker", "-H", self.docker_host, "ps", "--no-trunc", "--format",
-                              "{{.ID}} {{.Names}}", "--filter", f"label=io.spire-migration.lab={root.resolve()}"],
-                             capture_output=True, text=True, check=True).stdout
-        self.containers = {}
-        for line in out.splitlines():
-            cid, name = line.split()
-            self.containers[name.split("-", 2)[2]] = cid     # fleet-<tag>-<host>
+        hosts = json.loads((root / "fleet" / "hosts.json").read_text())["hosts"]   # lab up --fleet's state
+        self.containers = {h["name"]: h["container"] for h in hosts}
         self.agents = sorted((h for h in self.containers if h != "server"), key=lambda h: (len(h), h))
         self.spire_migration = str(Path(sys.executable).parent / "spire-migration")
 
