@@ -262,8 +262,8 @@ def waves(n: int, serial: list[str]) -> list[int]:
 class Fleet:
     """A fleet lab's hosts (containers of the lab's dockerd) and the suite run in them by ``docker exec``."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path, settle_s: float = 0.0) -> None:
+        self.root, self.settle_s = root, settle_s
         self.docker_host = Layout(root.resolve()).docker_host
         hosts = json.loads((root / "fleet" / "hosts.json").read_text())["hosts"]   # lab up --fleet's state
         self.containers = {h["name"]: h["container"] for h in hosts}
@@ -307,6 +307,9 @@ class Fleet:
                 t0 = time.monotonic()
                 handoff = self.hand_over(node)
                 rec["parts"]["handoff_copy"] = round(time.monotonic() - t0, 2)
+            if part == "agent-switch" and self.settle_s:
+                time.sleep(self.settle_s)   # --settle: an experiment on where the gap goes, never the default
+                rec["parts"]["settle"] = self.settle_s
             rec["parts"][part] = round(self.part("server" if part in ON_SERVER else node, part,
                                                  handoff if part in ON_SERVER else None), 2)
         rec["end"] = time.monotonic()
@@ -334,7 +337,8 @@ def _drive_parts(fleet: Fleet, sizes: list[int], log: Callable[[str], None]) -> 
     return out
 
 
-def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], None]) -> dict[str, Any]:
+def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], None],
+                settle_s: float = 0.0) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix=f"{prefix}fleet{n}-", dir=private_base()))
     lab = [sys.executable, "-m", "lab"]
     probes: list[HostProbe] = []
@@ -345,7 +349,7 @@ def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], Non
         if up.returncode != 0:
             raise SystemExit(f"lab up --fleet {n} failed:\n{(up.stdout + up.stderr)[-3000:]}")
         lab_up_s = round(time.monotonic() - t0, 2)
-        fleet = Fleet(root)
+        fleet = Fleet(root, settle_s)
         probes = [HostProbe(fleet.docker_host, fleet.containers[h], h) for h in fleet.agents]
         for p in probes:
             p.start()
@@ -372,7 +376,7 @@ def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], Non
                              "own_migration": svid_probe.summarise(recs, own["start"], own["end"]),
                              "during_server_part": svid_probe.summarise(recs, sp["start"], sp["end"]),
                              "failed_while_others_migrated": sum(1 for r in outside if not r["ok"])}
-        return {"n": n, "driver": "parts (threads, the playbook's order)", "serial": serial,
+        return {"n": n, "driver": "parts (threads, the playbook's order)", "serial": serial, "settle_s": settle_s,
                 "waves": run["waves"], "lab_up_s": lab_up_s, "fleet_wall_s": round(t1 - t_start, 2),
                 "server_part_s": round(sp["end"] - sp["start"], 2), "nodes": nodes,
                 "agent_part_s_max": max(v["agent_part_s"] for v in nodes.values()),
@@ -476,6 +480,9 @@ def main() -> None:
     fleet = sub.add_parser("fleet", help="fleet labs of N hosts: the server part, then the agent nodes in waves")
     fleet.add_argument("--sizes", default="1,4,8", help="fleet sizes N (default 1,4,8)")
     fleet.add_argument("--serial", default="1,25%,100%", help="wave sizes, as the playbook's serial")
+    fleet.add_argument("--settle", type=float, default=0.0,
+                       help="experiment: seconds to wait between a node's make and its agent switch")
+    fleet.add_argument("--section", default="fleet", help="the results' section (default fleet)")
     for p in (single, fleet):
         p.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results-fleet.json")
         p.add_argument("--root-prefix", default="bench-", help="lab roots are fresh /run/spire-lab/<prefix>*")
@@ -496,12 +503,12 @@ def main() -> None:
     else:
         out = {"machine": _machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sizes": []}
         for n in (int(x) for x in args.sizes.split(",")):
-            out["sizes"].append(_fleet_size(n, args.serial.split(","), args.root_prefix, log))
+            out["sizes"].append(_fleet_size(n, args.serial.split(","), args.root_prefix, log, args.settle))
             one = next((s for s in out["sizes"] if s["n"] == 1), None)
             for s in out["sizes"]:
                 if one:
                     s["ratio_to_one_node"] = round(s["fleet_wall_s"] / one["fleet_wall_s"], 2)
-            _save(args.out, "fleet", out)
+            _save(args.out, args.section, out)
         print(json.dumps(out, indent=2))
 
 

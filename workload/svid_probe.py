@@ -5,7 +5,7 @@
 
 Each attempt is one JSON line in ``--out`` (flushed at once), with ``t`` the CLOCK_MONOTONIC time of the
 attempt's start (one clock for the whole machine, containers included, so a harness can place the
-attempts against its own timings), ``ok``, ``ms`` (the attempt's duration), and on success the SVID's
+attempts against its own timings), ``w`` the same as Unix time (to read beside SPIRE's logs), ``ok``, ``ms`` (the attempt's duration), and on success the SVID's
 ``spiffe_id``, ``serial`` (hex) and ``expiry`` (the agent-issued ``notAfter``, ISO 8601), on failure
 ``error`` (exception type and first line). Each attempt uses a fresh client (its own gRPC channel), so
 a restarted agent is seen as soon as its socket answers, not after gRPC's reconnect backoff. The first
@@ -62,7 +62,7 @@ def run(out: IO[str], socket: str, interval: float, timeout: float) -> int:
     n = 0
     while not stop:
         t = time.monotonic()
-        out.write(json.dumps({"t": round(t, 4), **attempt(socket, timeout)}) + "\n")
+        out.write(json.dumps({"t": round(t, 4), "w": round(time.time(), 3), **attempt(socket, timeout)}) + "\n")
         out.flush()
         n += 1
         # a fixed cadence: attempt k starts at start + k * interval (at once when an attempt overran)

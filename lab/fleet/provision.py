@@ -86,18 +86,13 @@ def target_toml(host: Host) -> str:
     """The host's target description: the guide's defaults, and the lines this lab needs."""
     lines = [f"# Target description of lab host {host.name} (written by `python -m lab up --fleet`).",
              "# Every path is the guide's default.", f'node = "{host.name}"', ""]
-    if host.role == "agent":
-        lines += ["[tpm]", f'tcti = "swtpm:path={TPM_DEVICE}"', "",
-                  "[workload]", f'selectors = ["unix:uid:{WORKLOAD_UID}"]', ""]
-    lines += ["# --- BEGIN systemd keys (the suite's systemd support lands with another change;",
-              "# --- until then these keys are unknown to Target.load) ---"]
     if host.role == "server":
-        lines += ["[server]", 'unit = "spire-server.service"']
+        lines += ["[server]", 'unit = "spire-server.service"', ""]
     else:
-        lines += ["[agent]", 'unit = "spire-agent.service"', "",
-                  "[workload]  # merged with the [workload] above by whoever enables these keys",
-                  'runtime = "systemd"', 'unit = "mtls-app.service"']
-    lines += ["# --- END systemd keys ---", ""]
+        lines += ["[tpm]", f'tcti = "swtpm:path={TPM_DEVICE}"', "",
+                  "[agent]", 'unit = "spire-agent.service"', "",
+                  "[workload]", 'runtime = "systemd"', 'unit = "mtls-app.service"',
+                  f'selectors = ["unix:uid:{WORKLOAD_UID}"]', ""]
     return "\n".join(lines)
 
 
