@@ -317,6 +317,31 @@ class Fleet:
         return rec
 
 
+_LOG_MARKS = {"attested": "Node attestation was successful", "apis_started": "Starting agent APIs",
+              "workload_entry_received": 'msg="Entry created"', "workload_svid_created": 'msg="Creating X509-SVID"'}
+
+
+def _agent_log_marks(log: Path, since_unix: float) -> dict[str, float | None]:
+    """Seconds after ``since_unix`` at which the agent's log (1 s resolution) first shows each mark."""
+    from datetime import datetime
+
+    marks: dict[str, float | None] = dict.fromkeys(_LOG_MARKS)
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return marks
+    for line in lines:
+        if not line.startswith('time="'):
+            continue
+        ts = datetime.fromisoformat(line[6:26].replace("Z", "+00:00")).timestamp()
+        if ts < int(since_unix):
+            continue
+        for key, needle in _LOG_MARKS.items():
+            if marks[key] is None and needle in line and (key.startswith("a") or "k8s-workload" in line):
+                marks[key] = round(ts - since_unix, 1)
+    return marks
+
+
 def _drive_parts(fleet: Fleet, sizes: list[int], log: Callable[[str], None]) -> dict[str, Any]:
     """The playbook's order, by hand: the server part, then each wave's nodes in parallel threads."""
     from concurrent.futures import ThreadPoolExecutor
@@ -368,6 +393,7 @@ def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], Non
             p.stop()
         nodes = {}
         sp = run["server_part"]
+        wall0 = time.time() - time.monotonic()   # monotonic -> Unix time, for SPIRE's log lines
         for p in probes:
             recs = p.records()
             own = run["nodes"][p.name]
@@ -375,7 +401,9 @@ def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], Non
             nodes[p.name] = {"wave": own["wave"], "agent_part_s": own["wall_s"], "parts_s": own["parts"],
                              "own_migration": svid_probe.summarise(recs, own["start"], own["end"]),
                              "during_server_part": svid_probe.summarise(recs, sp["start"], sp["end"]),
-                             "failed_while_others_migrated": sum(1 for r in outside if not r["ok"])}
+                             "failed_while_others_migrated": sum(1 for r in outside if not r["ok"]),
+                             "agent_log": _agent_log_marks(root / "hosts" / p.name / "opt-spire" / "agent.log",
+                                                           own["start"] + wall0)}
         return {"n": n, "driver": "parts (threads, the playbook's order)", "serial": serial, "settle_s": settle_s,
                 "waves": run["waves"], "lab_up_s": lab_up_s, "fleet_wall_s": round(t1 - t_start, 2),
                 "server_part_s": round(sp["end"] - sp["start"], 2), "nodes": nodes,

@@ -25,6 +25,8 @@ import time
 from typing import IO, Any
 
 SOCKET_ENV = "SPIFFE_ENDPOINT_SOCKET"
+#: failed attempts listed one by one in a summary (the rest are counted)
+MAX_FAILURES = 12
 
 
 def attempt(socket: str, timeout: float) -> dict[str, Any]:
@@ -129,7 +131,9 @@ def summarise(records: list[dict[str, Any]], t_from: float, t_to: float) -> dict
             "longest_gap_at_s": [round(x - t_from, 2) for x in widest] if widest else None,
             "longest_failure_run": {"attempts": best, "s": round(best_s, 3)},
             "serials": serials, "spiffe_ids": sorted({r["spiffe_id"] for r in inside if r["ok"]}),
-            "errors": errors}
+            "errors": errors,
+            "failures": [{"at_s": round(r["t"] - t_from, 2), "ms": r["ms"], "error": r["error"][:120]}
+                         for r in inside if not r["ok"]][:MAX_FAILURES]}
 
 
 def main(argv: list[str] | None = None) -> int:
