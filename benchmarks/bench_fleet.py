@@ -186,6 +186,14 @@ class MemorySampler:
                 continue
         return None
 
+    @staticmethod
+    def cpu_s(cid: str) -> float | None:
+        """CPU seconds the host's processes used so far (cgroup v1 cpuacct.usage)."""
+        try:
+            return int(Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError):
+            return None
+
     def _sample(self) -> None:
         for name, cid in self.containers.items():
             if (b := self.read(cid)) is not None:
@@ -198,16 +206,22 @@ class MemorySampler:
             self._sample()
 
     def __enter__(self) -> "MemorySampler":
+        self.cpu0 = {n: self.cpu_s(c) for n, c in self.containers.items()}
         self._sample()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.cpu1 = {n: self.cpu_s(c) for n, c in self.containers.items()}
         self._stop.set()
         self._thread.join(timeout=5)
 
     def report(self) -> dict[str, dict[str, float]]:
         return {n: {"before_mib": self.first.get(n), "peak_mib": self.peak.get(n)} for n in self.containers}
+
+    def cpu_report(self) -> dict[str, float | None]:
+        return {n: round(self.cpu1[n] - self.cpu0[n], 2) if self.cpu0.get(n) is not None and self.cpu1.get(n)
+                is not None else None for n in self.containers}
 
 
 def _migrate(checkout: Path, target: Path) -> dict[str, Any]:
@@ -362,8 +376,26 @@ def _drive_parts(fleet: Fleet, sizes: list[int], log: Callable[[str], None]) -> 
     return out
 
 
+def _second_pass(fleet: Fleet) -> dict[str, float]:
+    """Every part again on the first node (a migrated node: nothing changes): what one run of the
+    suite costs when it has nothing to do (interpreter, pytest, collection, the checks)."""
+    node = fleet.agents[0]
+    handoff = f"/opt/spire/handoffs/{node}.json"
+    out = {"server": round(fleet.part("server", "server"), 2)}
+    for part in AGENT_PARTS:
+        out[part] = round(fleet.part("server" if part in ON_SERVER else node, part,
+                                     handoff if part in ON_SERVER else None), 2)
+    t0 = time.monotonic()
+    fleet.exec(node, sys.executable, "-c", "pass")
+    out["python_startup_in_host"] = round(time.monotonic() - t0, 2)
+    t0 = time.monotonic()
+    fleet.exec(node, fleet.spire_migration, "--help")
+    out["entry_point_help"] = round(time.monotonic() - t0, 2)
+    return out
+
+
 def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], None],
-                settle_s: float = 0.0) -> dict[str, Any]:
+                settle_s: float = 0.0, second_pass: bool = False) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix=f"{prefix}fleet{n}-", dir=private_base()))
     lab = [sys.executable, "-m", "lab"]
     probes: list[HostProbe] = []
@@ -391,6 +423,7 @@ def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], Non
         for p in probes:
             poll(lambda p=p: p.ok_after(t1), timeout=60, what=f"the probe of {p.name} to fetch after the run")
             p.stop()
+        second = _second_pass(fleet) if second_pass else None
         nodes = {}
         sp = run["server_part"]
         wall0 = time.time() - time.monotonic()   # monotonic -> Unix time, for SPIRE's log lines
@@ -402,6 +435,9 @@ def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], Non
                              "own_migration": svid_probe.summarise(recs, own["start"], own["end"]),
                              "during_server_part": svid_probe.summarise(recs, sp["start"], sp["end"]),
                              "failed_while_others_migrated": sum(1 for r in outside if not r["ok"]),
+                             "failures_while_others_migrated": [
+                                 {"at_s": round(r["t"] - t_start, 2), "ms": r["ms"], "error": r["error"][:160]}
+                                 for r in outside if not r["ok"]][:svid_probe.MAX_FAILURES],
                              "agent_log": _agent_log_marks(root / "hosts" / p.name / "opt-spire" / "agent.log",
                                                            own["start"] + wall0)}
         return {"n": n, "driver": "parts (threads, the playbook's order)", "serial": serial, "settle_s": settle_s,
@@ -411,7 +447,9 @@ def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], Non
                 "longest_gap_s_max": max(v["own_migration"]["longest_gap_s"] or 0 for v in nodes.values()),
                 "failed_on_other_nodes": sum(v["failed_while_others_migrated"] for v in nodes.values()),
                 "failed_during_server_part": sum(v["during_server_part"]["failed"] for v in nodes.values()),
-                "memory_mib": mem.report(), "load_before": load_before, "load_after": load_after}
+                "memory_mib": mem.report(), "cpu_s": mem.cpu_report(),
+                "cpu_s_total": round(sum(v or 0 for v in mem.cpu_report().values()), 1),
+                "second_pass_s": second, "load_before": load_before, "load_after": load_after}
     finally:
         _stop_all(probes, log)
         subprocess.run([*lab, "down", "--root", str(root), "--purge"], cwd=PROJECT, capture_output=True, text=True)
@@ -511,6 +549,8 @@ def main() -> None:
     fleet.add_argument("--settle", type=float, default=0.0,
                        help="experiment: seconds to wait between a node's make and its agent switch")
     fleet.add_argument("--section", default="fleet", help="the results' section (default fleet)")
+    fleet.add_argument("--second-pass", action="store_true",
+                       help="after the run, every part again on node-1 (nothing to do): the suite's fixed cost")
     for p in (single, fleet):
         p.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results-fleet.json")
         p.add_argument("--root-prefix", default="bench-", help="lab roots are fresh /run/spire-lab/<prefix>*")
@@ -531,7 +571,8 @@ def main() -> None:
     else:
         out = {"machine": _machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sizes": []}
         for n in (int(x) for x in args.sizes.split(",")):
-            out["sizes"].append(_fleet_size(n, args.serial.split(","), args.root_prefix, log, args.settle))
+            out["sizes"].append(_fleet_size(n, args.serial.split(","), args.root_prefix, log, args.settle,
+                                            args.second_pass))
             one = next((s for s in out["sizes"] if s["n"] == 1), None)
             for s in out["sizes"]:
                 if one:
