@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Regenerate the hash-pinned lock files from pyproject.toml (dependencies + the `lab` extra)
+# Regenerate the hash-pinned lock files from pyproject.toml (dependencies + the `lab` and `fleet` extras)
 # and requirements-build.in, with pip-tools in a throwaway virtual environment:
-#   requirements.lock        every package the suite, the lab and the tests import
+#   requirements.lock        every package the suite, the lab, the fleet engine (ansible-core) and the tests import
 #   requirements-build.lock  what building tpm2-pytss (sdist) and the project needs, same versions
 # scripts/setup.sh installs both with `pip install --require-hashes`. Run after changing a dependency.
 set -euo pipefail
@@ -13,6 +13,6 @@ python3 -m venv "$tools/venv"
 compile=("$tools/venv/bin/pip-compile" -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
          --resolver=backtracking)
 # One resolution for everything, so the build set uses the versions the run set uses.
-"${compile[@]}" --extra lab -o requirements.lock pyproject.toml requirements-build.in
+"${compile[@]}" --extra lab --extra fleet -o requirements.lock pyproject.toml requirements-build.in
 "${compile[@]}" -c requirements.lock -o requirements-build.lock requirements-build.in
 echo "lock: $(grep -c '==' requirements.lock) packages in requirements.lock, $(grep -c '==' requirements-build.lock) in requirements-build.lock"

@@ -60,6 +60,10 @@ def pytest_addoption(parser) -> None:
     group.addoption("--host-target", action="append", default=[], metavar="HOST=FILE",
                     help="with --hosts: the target description of one host (its pytest id, e.g. "
                          "docker://node-2, or the host spec); hosts without one use --target")
+    group.addoption("--server-host", action="store", default=None, metavar="SPEC",
+                    help="with --hosts: the testinfra host of the SPIRE server (e.g. ansible://server); its "
+                         "CLI, config and process are read there (default: the one host of the "
+                         "--ansible-inventory group spire_servers, when --hosts uses ansible://)")
     group.addoption("--handoff", action="store", default=None, metavar="FILE",
                     help="fleet make/break parts (on the server host): the node's handoff.json")
     group.addoption("--progress", action="store", default="text", choices=("text", "json", "off"),

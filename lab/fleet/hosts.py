@@ -55,7 +55,7 @@ def run_args(lay: FleetLayout, host: Host, image: str, bin_dir: Path) -> list[st
     args = ["run", "-d", "--name", lay.container(host.name), "--hostname", host.name,
             "--label", f"{LAB_LABEL}={lay.root}", "--cap-add", "SYS_ADMIN",
             "--network", lay.network, "--ip", host.ip, "--dns", "127.0.0.1",
-            "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:mode=1777",
+            "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:mode=1777,exec",
             "-e", "container=docker", "--stop-signal", "SIGRTMIN+3"]
     for b in binds:
         args += ["-v", b]

@@ -46,15 +46,16 @@ def _service(description: str, service: str, after: str = "", user: str = "") ->
 
 def units(python: str, app: str) -> dict[str, str]:
     """Every unit file of /etc/systemd/system, by name. ``python``/``app``: the workload's
-    interpreter (the project's venv) and mtls_app.py, at their paths on the machine."""
+    interpreter (the project's venv) and mtls_app.py, at their paths on the machine. SPIRE logs
+    to the journal: the targets name the units, so the suite reads ``journalctl -u`` for them."""
     spire = f"WorkingDirectory={OPT_SPIRE}\n"
     return {
         "spire-server.service": _service(
             "SPIRE Server", f"ExecStart={OPT_SPIRE}/bin/spire-server run -config {SERVER_CONF}\n{spire}"
-            f"StandardOutput=append:{OPT_SPIRE}/server.log\nStandardError=inherit\n"),
+            "StandardOutput=journal\nStandardError=inherit\n"),
         "spire-agent.service": _service(
             "SPIRE Agent", f"ExecStart={OPT_SPIRE}/bin/spire-agent run -config {AGENT_CONF}\n{spire}"
-            f"StandardOutput=append:{OPT_SPIRE}/agent.log\nStandardError=inherit\n", after="swtpm.service"),
+            "StandardOutput=journal\nStandardError=inherit\n", after="swtpm.service"),
         "swtpm.service": _service(
             f"software TPM at {TPM_DEVICE}",
             f"Type=forking\nPIDFile=/run/swtpm.pid\nExecStartPre=/bin/rm -f {TPM_DEVICE} {TPM_DEVICE}.ctrl\n"
@@ -91,6 +92,8 @@ def rootfs(python: str, app: str) -> bytes:
         tar_add(tar, "etc/shadow", data=b"root:*:19000:0:99999:7:::\n", mode=0o640)
         tar_add(tar, "etc/machine-id", data=b"", mode=0o444)
         tar_add(tar, "etc/os-release", link="../usr/lib/os-release")
+        tar_add(tar, "var/run", link="../run")
+        tar_add(tar, "var/lock", link="../run/lock")
         for d in ("etc/systemd", "etc/systemd/system", "etc/ssh", "etc/spire-migration", "opt", "opt/spire",
                   "var/lib", "var/lib/swtpm", "var/log", "var/tmp"):
             tar_add(tar, d, mode=0o1777 if d == "var/tmp" else 0o755)

@@ -21,7 +21,8 @@ def inventory_ini(lay: FleetLayout, hosts: list[dict[str, Any]], python: str) ->
         out.append(f"[{group}]")
         out += [f"{h['name']} ansible_host={h['ip']} ansible_connection=ssh ansible_user=root "
                 f"ansible_ssh_private_key_file={lay.client_key} ansible_ssh_common_args='{common}' "
-                f"ansible_python_interpreter={python} spire_target={TARGET}"
+                f"ansible_python_interpreter={python} spire_target={TARGET} "
+                f"spire_migration={Path(python).parent / 'spire-migration'}"
                 for h in hosts if h["role"] == role]
         out.append("")
     return "\n".join(out)

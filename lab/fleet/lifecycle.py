@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from spire_migration.fileio import write_file
+from spire_migration.redact import redact
 from spire_migration.retry import poll
 
 from .. import core, docker_engine, swtpm
@@ -54,9 +55,11 @@ def _fresh_root(root: Path) -> None:
         raise LabError(f"a single-machine lab is up at {root}", expected="no lab at this root",
                        found="lab.json: up", remedy=f"python -m lab down --root {root}, or another --root")
     if any(root.iterdir()):
-        if docker_engine.stop(Layout(root).docker_dir) or _running_dockerd(root):
-            raise LabError(f"the old lab at {root} still runs", expected="nothing running",
-                           found="dockerd", remedy=f"python -m lab down --root {root}")
+        if _running_dockerd(root) or docker_engine.mounts_under(root):
+            raise LabError(f"the old lab at {root} still runs", expected="no dockerd, nothing mounted",
+                           found=f"dockerd running: {_running_dockerd(root)}; mounts: "
+                                 f"{', '.join(docker_engine.mounts_under(root)) or 'none'}",
+                           remedy=f"python -m lab down --root {root}")
         shutil.rmtree(root)
         core._prepare_root(root)
 
@@ -88,7 +91,9 @@ def up(root: Path, n: int, log: Log = print) -> Path:
     subnet = network.create(docker, lay)
     all_hosts = _hosts(lay, n, subnet)
     server, agents = all_hosts[0], all_hosts[1:]
-    state = {"up": True, "spire_version": SPIRE_VERSION, "subnet": str(subnet), "network": lay.network,
+    state = {"up": True, "spire_version": SPIRE_VERSION, "docker_host": docker.host, "inventory": str(lay.inventory),
+             "ssh_key": str(lay.client_key), "known_hosts": str(lay.known_hosts),
+             "subnet": str(subnet), "network": lay.network,
              "bridge": lay.bridge, "machine_ip": str(subnet.network_address + network.MACHINE),
              "hosts": [{"name": h.name, "ip": h.ip, "role": h.role} for h in all_hosts]}
     inventory.save(lay, state)
@@ -146,12 +151,20 @@ def up(root: Path, n: int, log: Log = print) -> Path:
 
 
 def _wait_agent_host(docker: Docker, lay: FleetLayout, h: Host, timeout: float = 90.0) -> None:
+    """The agent host booted, its agent attested (healthy), its workload VERIFIED; else the logs say why."""
     c = lay.container(h.name)
-    hosts.wait_booted(docker, c)
-    poll(lambda: docker.exec(c, "/opt/spire/bin/spire-agent", "healthcheck", "-socketPath", str(AGENT_SOCKET),
-                             check=False).returncode == 0,
-         timeout=timeout, what=f"spire-agent healthy on {h.name}", error=LabError)
-    hosts.wait_log(docker, c, "mtls-app.service", "VERIFIED", timeout=timeout)
+    try:
+        hosts.wait_booted(docker, c)
+        poll(lambda: docker.exec(c, "/opt/spire/bin/spire-agent", "healthcheck", "-socketPath",
+                                 str(AGENT_SOCKET), check=False).returncode == 0,
+             timeout=timeout, what=f"spire-agent healthy on {h.name}", error=LabError)
+        hosts.wait_log(docker, c, "mtls-app.service", "VERIFIED", timeout=timeout)
+    except LabError as exc:
+        tail = "\n".join(hosts.journal(docker, c, "spire-agent.service").splitlines()[-8:])
+        app = "\n".join(hosts.journal(docker, c, "mtls-app.service").splitlines()[-4:])
+        raise LabError(exc.message, expected=exc.expected, found=redact(f"{exc.found}\nspire-agent:\n{tail}\n"
+                                                                        f"mtls-app:\n{app}"),
+                       remedy=f"docker -H {docker.host} exec {c} journalctl -b") from exc
 
 
 def ssh_argv(lay: FleetLayout, h: Host | dict, *command: str) -> list[str]:

@@ -7,7 +7,9 @@ its :class:`~spire_migration.node.view.HostView` ``node.view``: this machine
 (``--hosts``). The server's side (its API, server.conf, its process) and what
 only works where the suite runs (the workload runtime, tpm2-pytss) are read
 here, through ``node.server_view``; ``node.view.is_local`` says whether the
-node is this machine.
+node is this machine. From a fleet's controller, ``server_host`` (a testinfra
+host: the inventory's server) moves the server's side there: its files and
+process through a view of that host, its CLI run on it (:class:`HostRunner`).
 
 Reads are cached per instance only where a run reads the same thing many
 times (the agent list, the entries, the journal); create a new :class:`Node`
@@ -24,13 +26,13 @@ from typing import Any
 from spire_migration.node import services
 from spire_migration.errors import ConfigError
 from spire_migration.config.hclconfig import SpireConfig, parse_config
-from spire_migration.node.view import HostView, LocalView
+from spire_migration.node.view import HostView, LocalView, TestinfraView
 from spire_migration.records.journal import Journal
 from spire_migration.node.process import ProcInfo
 from spire_migration.node.runtimes import get_runtime
 from spire_migration.node.runtimes.base import WorkloadRuntime
 from spire_migration.node.spiffe_ids import JOIN_TOKEN, TPM_ATTESTORS, agent_kind, is_tpm_agent
-from spire_migration.node.spire import SpireAgent, SpireServer, id_str
+from spire_migration.node.spire import CliRunner, HostRunner, SpireAgent, SpireServer, id_str
 from spire_migration.config.target import Target
 
 __all__ = ["Node", "Phase", "TPM_ATTESTORS"]
@@ -54,17 +56,18 @@ class Node:
     ('/tmp/spire-server/private/api.sock', 'local')
     """
 
-    def __init__(self, target: Target, view: HostView | None = None) -> None:
+    def __init__(self, target: Target, view: HostView | None = None, server_host: Any | None = None) -> None:
         self.target = target
         self.view = view if view is not None else LocalView()
         #: The server's side (server.conf, its process, the DevID CA it trusts) is read where the suite
-        #: runs: the SPIRE server API is a unix socket, so the server is there.
-        self.server_view: HostView = LocalView()
+        #: runs (the SPIRE server API is a unix socket, so the server is there), or on ``server_host``.
+        self.server_view: HostView = LocalView() if server_host is None else TestinfraView(server_host)
+        self._server_runner: CliRunner | None = None if server_host is None else HostRunner(server_host)
 
-    # -- SPIRE, through its API where the suite runs ------------------------------
+    # -- SPIRE, through its API where the suite runs (or on the server host) -------
     @property
     def server(self) -> SpireServer:
-        return services.server_cli(self.target)
+        return services.server_cli(self.target, self._server_runner)
 
     @property
     def agent(self) -> SpireAgent:

@@ -33,12 +33,13 @@ from spire_migration.node.process import ProcInfo
 from spire_migration.redact import redact
 from spire_migration.retry import poll
 from spire_migration.secret import Secret, secret_file
-from spire_migration.node.spire import SpireAgent, SpireServer
+from spire_migration.node.spire import CliRunner, SpireAgent, SpireServer
 from spire_migration.config.target import AgentSpec, ServerSpec, Target
 
 
-def server_cli(t: Target) -> SpireServer:
-    return SpireServer(t.server_bin, t.server.socket)
+def server_cli(t: Target, runner: CliRunner | None = None) -> SpireServer:
+    """The target's server CLI, run here or through ``runner`` (the server host of a fleet)."""
+    return SpireServer(t.server_bin, t.server.socket, runner=runner)
 
 
 def agent_cli(t: Target) -> SpireAgent:
@@ -72,8 +73,7 @@ def agent_proc(t: Target) -> ProcInfo | None:
 def start_server(t: Target) -> ProcInfo:
     """Start the server with its config file and poll until it is healthy."""
     if t.server.unit:
-        return units.start(t.server.unit, "spire-server", lambda: server_proc(t), lambda: server_cli(t).healthy(),
-                           t.thresholds.start_timeout_s)
+        return _start_unit(t, "server", lambda: server_cli(t).healthy())
     if (running := server_proc(t)) is not None:
         units.refuse_unit_managed(t.server_bin, running, "server")
         return running
@@ -106,8 +106,7 @@ def start_agent(t: Target, join_token: Secret | None = None) -> ProcInfo:
         units.join_token_in_exec_start(t.agent.unit, join_token_flag)
         if join_token:
             _write_agent_token_file(t, Secret(join_token))
-        return units.start(t.agent.unit, "spire-agent", lambda: agent_proc(t), lambda: agent_cli(t).healthy(),
-                           t.thresholds.start_timeout_s)
+        return _start_unit(t, "agent", lambda: agent_cli(t).healthy())
     if (running := agent_proc(t)) is not None:
         units.refuse_unit_managed(t.agent_bin, running, "agent")
         return running
@@ -120,6 +119,19 @@ def start_agent(t: Target, join_token: Secret | None = None) -> ProcInfo:
         info = process.start(argv + ["-joinTokenFile", str(path)], log=t.agent.log, pid_file=t.agent.pid_file)
         wait_agent_ready(t, info)
     return info
+
+
+def _start_unit(t: Target, component: str, healthy: Callable[[], bool]) -> ProcInfo:
+    """``systemctl start`` the component's unit, refused while a copy the suite started (pid file,
+    socket owner) runs outside it: systemd would run a second one beside it."""
+    spec, binary, find = _component(t, component)
+    stray = process.find(binary, spec.pid_file, spec.socket, user=spec.user if component == "agent" else None)
+    if stray is not None and stray.pid != systemd.main_pid(spec.unit):
+        raise ProcessError(f"spire-{component} pid {stray.pid} runs outside {spec.unit}",
+                           expected=f"spire-{component} run by {spec.unit} only", found=stray.command,
+                           remedy=f"stop pid {stray.pid} (run once with the unit left empty in [{component}]: the "
+                                  f"suite stops it by pid), then `systemctl start {spec.unit}`")
+    return units.start(spec.unit, f"spire-{component}", lambda: find(t), healthy, t.thresholds.start_timeout_s)
 
 
 def _write_agent_token_file(t: Target, token: Secret) -> None:

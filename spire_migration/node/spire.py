@@ -9,7 +9,9 @@ because the CLI exits 0 even when a result failed.
 from __future__ import annotations
 
 import json
+import math
 import os
+import shlex
 import subprocess
 import tempfile
 import threading
@@ -97,18 +99,68 @@ class BatchResult:
     failed: list[tuple[str, str]]  # (identifier, message)
 
 
-class SpireServer:
-    """``spire-server`` against one server socket.
+class CliRunner:
+    """Where the ``spire-server`` CLI runs: here, as a child process (the default)."""
 
-    >>> srv = SpireServer(Path("/opt/spire/bin/spire-server"), Path("/tmp/spire-server/private/api.sock"))
-    >>> srv.socket.name
-    'api.sock'
+    name = "local"
+    #: True when the CLI runs on another host: files written here are not there.
+    remote = False
+
+    def run(self, argv: list[str], stdin: str | None, timeout: float) -> subprocess.CompletedProcess:
+        """Run ``argv``; raises FileNotFoundError / subprocess.TimeoutExpired like subprocess."""
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
+
+    def exists(self, path: Path) -> bool:
+        return path.exists()
+
+
+class HostRunner(CliRunner):
+    """The CLI run on a testinfra host (the server host of a fleet, read from a controller).
+
+    The server's admin socket stays where it is (on its host, never forwarded);
+    only the CLI's arguments travel, and none of them is a secret: filters by a
+    join_token agent's ID are applied here (:meth:`SpireServer.entries`). Input on
+    stdin and batch files are not sent (a remote run reads, it does not re-register).
     """
 
-    def __init__(self, binary: Path, socket: Path, timeout: float = 60.0) -> None:
+    remote = True
+
+    def __init__(self, host: Any) -> None:
+        self.host = host
+        self.name = host.backend.get_pytest_id()
+
+    def run(self, argv: list[str], stdin: str | None, timeout: float) -> subprocess.CompletedProcess:
+        if stdin is not None:
+            raise SpireError(f"spire-server input through {self.name}", expected="a CLI call without input",
+                             found="input on stdin", remedy="run this step on the server host itself")
+        out = self.host.run(f"timeout {math.ceil(timeout)} {shlex.join(argv)}")
+        if out.rc == 124:
+            raise subprocess.TimeoutExpired(argv, timeout)
+        if out.rc == 127:
+            raise FileNotFoundError(argv[0])
+        return subprocess.CompletedProcess(argv, out.rc, out.stdout, out.stderr)
+
+    def exists(self, path: Path) -> bool:
+        return self.host.run(f"test -e {shlex.quote(str(path))}").rc == 0
+
+
+LOCAL = CliRunner()
+
+
+class SpireServer:
+    """``spire-server`` against one server socket, run here or through a :class:`HostRunner`.
+
+    >>> srv = SpireServer(Path("/opt/spire/bin/spire-server"), Path("/tmp/spire-server/private/api.sock"))
+    >>> srv.socket.name, srv.runner.name
+    ('api.sock', 'local')
+    """
+
+    def __init__(self, binary: Path, socket: Path, timeout: float = 60.0,
+                 runner: CliRunner | None = None) -> None:
         self.binary = Path(binary)
         self.socket = Path(socket)
         self.timeout = timeout
+        self.runner = runner or LOCAL
 
     # -- plumbing -------------------------------------------------------------
     def argv(self, *args: str) -> list[str]:
@@ -118,10 +170,9 @@ class SpireServer:
     def run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         argv = self.argv(*args)
         try:
-            proc = subprocess.run(argv, input=stdin, capture_output=True, text=True,
-                                  timeout=self.timeout)
+            proc = self.runner.run(argv, stdin, self.timeout)
         except FileNotFoundError as exc:
-            raise SpireError("spire-server binary not found", expected=str(self.binary),
+            raise SpireError("spire-server binary not found", expected=f"{self.binary} on {self.runner.name}",
                              found="no such file", remedy="set bin_dir in the target description") from exc
         except subprocess.TimeoutExpired as exc:
             raise SpireError(f"spire-server {args[0]} timed out", expected=f"an answer within {self.timeout:g} s",
@@ -130,7 +181,8 @@ class SpireServer:
             raise SpireError(f"spire-server {' '.join(args[:2])} failed",
                              expected="exit code 0",
                              found=redact(f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()}"),
-                             remedy=f"is the server running and listening on {self.socket}?")
+                             remedy=f"is the server running and listening on {self.socket} "
+                                    f"({self.runner.name})?")
         return proc
 
     def json(self, *args: str, stdin: str | None = None) -> Any:
@@ -143,7 +195,7 @@ class SpireServer:
 
     # -- health ---------------------------------------------------------------
     def healthy(self) -> bool:
-        if not self.socket.exists():
+        if not self.runner.exists(self.socket):
             return False
         try:
             return self.run("healthcheck", check=False).returncode == 0
@@ -234,6 +286,10 @@ class SpireServer:
         return BatchResult(ok, failed)
 
     def _with_file(self, payload: dict[str, Any], *args: str) -> Any:
+        if self.runner.remote:
+            raise SpireError(f"spire-server {' '.join(args[:2])} through {self.runner.name}",
+                             expected="batch files on the server's own host", found="a remote server",
+                             remedy="re-register on the server host (fleet/migrate.yml delegates it there)")
         fd, path = tempfile.mkstemp(prefix="spire-batch-", suffix=".json")
         try:
             with os.fdopen(fd, "w") as fh:

@@ -110,6 +110,21 @@ def refuse_exec_start(t: Target) -> dict:
     return out
 
 
+def stray(t: Target) -> dict:
+    """A server the suite started by pid (``target-pid.toml``) while the unit is stopped: starting the
+    unit is refused (it would run a second server); once that one is stopped by pid, the unit starts."""
+    pid_mode = Target.load(t.source.parent / "target-pid.toml")
+    services.stop_server(t)
+    own = services.start_server(pid_mode)
+    out = _refusals({"start_unit": lambda: services.start_server(t)})
+    out["unit_active_while_stray"] = systemd.is_active(t.server.unit)
+    out["stray_pid"], out["stray_unit"] = own.pid, systemd.unit_of_pid(own.pid)
+    services.stop_server(pid_mode)
+    out["unit_pid"] = services.start_server(t).pid
+    out["main_pid"] = systemd.main_pid(t.server.unit)
+    return out
+
+
 def bad_unit(t: Target) -> dict:
     t0 = time.monotonic()
     out = _refusals({"start_server": lambda: services.start_server(t)})
@@ -135,7 +150,8 @@ def workload(t: Target) -> dict:
             "selectors": sorted(rt.selectors(inst[0]))}
 
 
-ACTIONS = {f.__name__: f for f in (up, restart, logs, refuse_pid_mode, refuse_exec_start, bad_unit, workload)}
+ACTIONS = {f.__name__: f for f in (up, restart, logs, refuse_pid_mode, refuse_exec_start, stray, bad_unit,
+                                                   workload)}
 
 
 def main() -> int:

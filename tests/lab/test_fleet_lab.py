@@ -19,11 +19,12 @@ from typing import Iterator
 import pytest
 
 from lab.docker_engine import mounts_under
-from lab.fleet import lifecycle
+from lab.fleet import lifecycle, provision
 from lab.fleet.docker import Docker
 from lab.fleet.layout import FleetLayout
 from lab.layout import Layout, private_base
 from spire_migration.config.target import Target
+from spire_migration.retry import poll
 
 pytestmark = pytest.mark.lab
 PROJECT = Path(__file__).resolve().parents[2]
@@ -90,6 +91,34 @@ def test_every_agent_host_runs_spire_agent_under_systemd_at_the_guides_paths(fle
             assert fleet.exec(h, "test", "-s", f"/opt/spire/conf/agent/{f}").returncode == 0, f
 
 
+TPM_PROOF = """
+from pathlib import Path
+from spire_migration.config.target import TPMSpec
+from spire_migration.node import tpm
+spec = TPMSpec(device=Path("/dev/tpmrm0"), tcti="swtpm:path=/dev/tpmrm0")
+info = tpm.probe(spec)
+assert info.ek_cert_der and info.ek_matches_cert, info
+d = Path("/opt/spire/conf/agent")
+tpm.check_devid_matches_tpm(spec, d / "devid.crt.pem", d / "devid.pub", d / "devid.priv")
+print(info.ek_cert_der.hex())
+"""
+
+
+def test_each_agent_hosts_own_tpm_holds_its_ek_certificate_and_devid(fleet):
+    """Phase 4's hardware, checked inside each host with the suite's own TPM code: the EK certificate
+    (chaining to the endorsement CA the server host trusts) and the DevID key load in that host's TPM."""
+    from spire_migration.node.tpm import ek_cert_chains_to
+    server = fleet.lay.host("server", fleet.hosts("server")[0]["ip"])
+    ek_certs = set()
+    for h in fleet.hosts("agent"):
+        out = fleet.exec(h, str(PROJECT / ".venv/bin/python"), "-c", TPM_PROOF)
+        assert out.returncode == 0, out.stderr[-2000:]
+        ek = bytes.fromhex(out.stdout.strip())
+        assert ek_cert_chains_to(ek, server.outside(Path("/opt/spire/conf/server/endorsement-cacert.pem")))
+        ek_certs.add(ek)
+    assert len(ek_certs) == 2       # each host its own TPM
+
+
 def test_the_join_token_is_on_no_command_line(fleet):
     for h in fleet.hosts("agent"):
         token = (fleet.lay.host(h["name"], h["ip"]).opt_spire / "conf/agent/join-token").read_text().strip()
@@ -147,8 +176,8 @@ def test_suite_runs_inside_a_host_and_its_target_holds_the_guides_defaults(fleet
     assert fleet.exec(h, "stat", "-c", "%a %U", "/etc/spire-migration", "/etc/spire-migration/target.toml"
                       ).stdout.split() == ["755", "root", "644", "root"]
     text = fleet.exec(h, "cat", "/etc/spire-migration/target.toml").stdout
-    known = text.split("# --- BEGIN systemd keys")[0]      # the block after it awaits the suite's systemd keys
-    t = Target.from_dict(tomllib.loads(known))
+    assert tomllib.loads(text)["workload"]["runtime"] == "systemd"
+    t = Target.from_dict(tomllib.loads(provision.without_systemd_keys(text)))   # until systemd keys are known
     assert (t.node, t.tpm.tcti, t.workload.selectors) == (h["name"], "swtpm:path=/dev/tpmrm0", ["unix:uid:1001"])
     assert (t.agent.config, t.agent.socket, t.tpm.device) == (
         Path("/opt/spire/conf/agent/agent.conf"), Path("/tmp/spire-agent/public/api.sock"), Path("/dev/tpmrm0"))
@@ -177,6 +206,23 @@ def test_hosts_are_isolated_from_each_other_and_from_outside(fleet):
     assert routes[0].startswith(f"default via {gateway} ") and len(routes) == 2, routes
     assert f"inet {gateway}/" not in subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
     assert fleet.exec(node1, py, "-c", probe, "192.0.2.1", "53").stdout.startswith("closed")
+
+
+def test_an_agent_restarted_by_systemd_comes_back_as_the_same_agent(fleet):
+    """What the migration does to a unit: restart it. The spent join token is not needed again."""
+    server, h = fleet.hosts("server")[0], fleet.hosts("agent")[0]
+
+    def agent_ids() -> list[str]:
+        out = fleet.exec(server, "/opt/spire/bin/spire-server", "agent", "list", "-output", "json").stdout
+        return sorted(a["id"]["path"] for a in json.loads(out)["agents"])
+    before = agent_ids()
+    old = fleet.exec(h, "systemctl", "show", "-p", "MainPID", "--value", "spire-agent.service").stdout.strip()
+    assert fleet.exec(h, "systemctl", "restart", "spire-agent.service").returncode == 0
+    new = fleet.exec(h, "systemctl", "show", "-p", "MainPID", "--value", "spire-agent.service").stdout.strip()
+    assert new != old and new != "0"
+    poll(lambda: fleet.exec(h, "/opt/spire/bin/spire-agent", "healthcheck").returncode == 0, timeout=60,
+         what="spire-agent healthy after restart")
+    assert agent_ids() == before
 
 
 def test_status_names_every_host_and_its_memory(fleet):

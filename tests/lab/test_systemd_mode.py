@@ -51,9 +51,9 @@ Restart=on-failure
 RestartSec=1
 """,
     "spire-bad.service": f"""[Unit]
-Description=a SPIRE server whose config is missing
+Description=a SPIRE server that runs another config than the target names
 [Service]
-ExecStart={SPIRE_BIN}/spire-server run -config {SRV}/server/missing.conf
+ExecStart={SPIRE_BIN}/spire-server run -config {SRV}/server/other.conf
 """,
     "spire-broken.service": f"""[Unit]
 Description=a SPIRE server started with a flag it does not know
@@ -190,9 +190,12 @@ def box() -> Iterator[Box]:
         os.chmod(d, 0o755)
     (srv / "server/server.conf").write_text(SERVER_CONF)
     (srv / "agent/agent.conf").write_text(AGENT_CONF)
+    (srv / "server/bad-data").mkdir()
+    (srv / "server/other.conf").write_text(SERVER_CONF.replace("api.sock", "bad.sock").replace('"8081"', '"8082"')
+                                           .replace("server/data", "server/bad-data"))
     (srv / "target.toml").write_text(target_toml(True))
     (srv / "target-pid.toml").write_text(target_toml(False))
-    (srv / "target-bad.toml").write_text(target_toml(True, "spire-bad.service"))
+    (srv / "target-bad.toml").write_text(target_toml(True, "spire-bad.service", "server/bad.sock"))
     (srv / "target-broken.toml").write_text(target_toml(True, "spire-broken.service", "server/broken.sock"))
     host = docker_engine.start(root / "docker")
     b = Box(host, srv)
@@ -219,6 +222,7 @@ def phase3(box: Box) -> dict:
     """Server and agent started by the library through systemctl; the agent attests by the token that
     agent.conf's join_token_file names."""
     got = box.probe("up")
+    print(json.dumps(got))
     assert got["ok"], got
     return got
 
@@ -235,6 +239,7 @@ def test_start_through_systemctl_main_pid_checked(phase3: dict) -> None:
 
 def test_stop_start_through_systemctl(box: Box, phase3: dict) -> None:
     got = box.probe("restart")
+    print(json.dumps(got))
     assert got["ok"], got
     assert got["stopped"] == got["before"] and got["after_stop"] == {"active": False, "proc": False}
     assert got["again"] == got["main_pid"] == got["node_agent_proc"] != got["before"]
@@ -250,6 +255,7 @@ def test_logs_come_from_the_journal(box: Box, phase3: dict) -> None:
 
 def test_pid_mode_refuses_beside_a_unit(box: Box, phase3: dict) -> None:
     got = box.probe("refuse_pid_mode", "target-pid.toml")
+    print(json.dumps(got))
     assert got["ok"], got
     assert 'set unit = "spire-server.service" in [server]' in got["check"], got   # the first it meets
     for action in ("stop_agent", "start_agent"):
@@ -279,8 +285,18 @@ def test_refuses_a_unit_that_passes_a_join_token(box: Box, phase3: dict, flag: s
     assert got["configs_unchanged"]
 
 
+def test_a_unit_is_not_started_beside_a_server_the_suite_started(box: Box, phase3: dict) -> None:
+    got = box.probe("stray")
+    print(json.dumps(got))
+    assert got["ok"], got
+    assert f"spire-server pid {got['stray_pid']} runs outside spire-server.service" in got["start_unit"], got
+    assert not got["unit_active_while_stray"] and got["stray_unit"] is None
+    assert got["unit_pid"] == got["main_pid"] != got["stray_pid"]
+
+
 def test_a_unit_that_fails_names_its_journal(box: Box, phase3: dict) -> None:
     got = box.probe("bad_unit", "target-broken.toml")
+    print(json.dumps(got))
     assert got["ok"], got
     err = got["start_server"]
     assert err and "spire-broken.service (spire-server) did not start" in err, got
@@ -289,13 +305,17 @@ def test_a_unit_that_fails_names_its_journal(box: Box, phase3: dict) -> None:
 
 
 def test_a_unit_running_another_config_is_refused(box: Box, phase3: dict) -> None:
-    got = box.probe("bad_unit", "target-bad.toml")
+    try:
+        got = box.probe("bad_unit", "target-bad.toml")
+    finally:
+        box.sh("systemctl stop spire-bad.service")
     assert got["ok"], got
     assert "spire-bad.service runs spire-server with another config" in got["start_server"], got
 
 
 def test_systemd_workload_runtime(box: Box, phase3: dict) -> None:
     got = box.probe("workload")
+    print(json.dumps(got))
     assert got["ok"], got
     assert got["plan"] and got["plan_after"] == []
     [(name, pid, state, phase)] = got["instances"]
