@@ -253,6 +253,8 @@ def _migrate(checkout: Path, target: Path) -> dict[str, Any]:
 
 # -- the fleet ---------------------------------------------------------------------------
 HOST_TARGET = "/etc/spire-migration/target.toml"
+DRIVERS = {"parts": "parts (threads, the playbook's order: server part, then each wave's nodes in parallel)",
+           "playbook": "ansible-playbook fleet/migrate.yml (SSH), server part + waves; finalize/audit/report apart"}
 AGENT_PARTS = ("agent-prepare", "make", "agent-switch", "break", "agent-finish")
 ON_SERVER = ("make", "break")
 
@@ -376,6 +378,52 @@ def _drive_parts(fleet: Fleet, sizes: list[int], log: Callable[[str], None]) -> 
     return out
 
 
+def _drive_playbook(fleet: Fleet, sizes: list[int], log: Callable[[str], None]) -> dict[str, Any]:
+    """``ansible-playbook fleet/migrate.yml`` on the lab's inventory (SSH to each host's sshd): the
+    plays' and waves' times from its output, stamped on receipt (a wave: from its first task to the
+    next wave's first task, or to the finalize play); the fleet report's per-node records."""
+    reports = fleet.root / "fleet-reports"
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(fleet.root / "fleet" / "inventory.ini"),
+           "migrate.yml", "-e", f"spire_report_dir={reports}", "-e", json.dumps({"spire_waves": sizes})]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=PROJECT / "fleet", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    marks: list[tuple[float, str]] = []
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        tail = (tail + [line])[-60:]
+        if line.startswith(("PLAY [", "TASK [")):
+            marks.append((time.monotonic(), line.split("[", 1)[1].rsplit("]", 1)[0]))
+    rc = proc.wait()
+    t_end = time.monotonic()
+    if rc != 0:
+        raise SystemExit(f"ansible-playbook failed with exit {rc}:\n{''.join(tail)[-4000:]}")
+
+    def first(pred: Callable[[str], bool]) -> float:
+        return next(t for t, name in marks if pred(name))
+    server0 = first(lambda n: n.startswith("server part"))
+    agents0 = first(lambda n: n == "agent nodes in waves")
+    finalize0 = first(lambda n: n.startswith("finalize"))
+    starts = [first(lambda n, i=i: n.startswith(f"wave {i}/")) for i in range(1, len(sizes) + 1)]
+    ends = starts[1:] + [finalize0]
+    queue, out = list(fleet.agents), {"server_part": {"start": server0, "end": agents0}, "nodes": {}, "waves": []}
+    for i, (size, w0, w1) in enumerate(zip(sizes, starts, ends), 1):
+        wave, queue = queue[:size], queue[size:]
+        for node in wave:
+            out["nodes"][node] = {"wave": i, "start": w0, "end": w1, "wall_s": round(w1 - w0, 2), "parts": {}}
+        out["waves"].append({"wave": i, "nodes": wave, "wall_s": round(w1 - w0, 2)})
+        log(f"  wave {i} ({len(wave)} nodes) {w1 - w0:.1f} s")
+    out["after_waves_s"] = round(t_end - finalize0, 2)   # finalize, the fleet audit, the report
+    out["playbook_wall_s"] = round(t_end - t0, 2)
+    out["end"] = finalize0
+    try:
+        run = (reports / "last-run").read_text().strip()
+        out["fleet_report"] = json.loads((reports / "runs" / run / "fleet-report.json").read_text())
+    except (OSError, ValueError) as exc:
+        out["fleet_report"] = f"not read: {exc}"
+    return out
+
+
 def _second_pass(fleet: Fleet) -> dict[str, float]:
     """Every part again on the first node (a migrated node: nothing changes): what one run of the
     suite costs when it has nothing to do (interpreter, pytest, collection, the checks)."""
@@ -395,7 +443,7 @@ def _second_pass(fleet: Fleet) -> dict[str, float]:
 
 
 def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], None],
-                settle_s: float = 0.0, second_pass: bool = False) -> dict[str, Any]:
+                settle_s: float = 0.0, second_pass: bool = False, driver: str = "parts") -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix=f"{prefix}fleet{n}-", dir=private_base()))
     lab = [sys.executable, "-m", "lab"]
     probes: list[HostProbe] = []
@@ -416,8 +464,9 @@ def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], Non
         log(f"fleet {n}: lab up in {lab_up_s} s, {len(probes)} probes fetching")
         with MemorySampler(fleet.containers) as mem:
             load_before = _load()
-            run = _drive_parts(fleet, waves(n, serial), log)
-            t1 = time.monotonic()
+            drive = _drive_playbook if driver == "playbook" else _drive_parts
+            run = drive(fleet, waves(n, serial), log)
+            t1 = run.get("end") or time.monotonic()
             load_after = _load()
         t_start = run["server_part"]["start"]
         for p in probes:
@@ -440,7 +489,8 @@ def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], Non
                                  for r in outside if not r["ok"]][:svid_probe.MAX_FAILURES],
                              "agent_log": _agent_log_marks(root / "hosts" / p.name / "opt-spire" / "agent.log",
                                                            own["start"] + wall0)}
-        return {"n": n, "driver": "parts (threads, the playbook's order)", "serial": serial, "settle_s": settle_s,
+        extra = {k: run[k] for k in ("after_waves_s", "playbook_wall_s", "fleet_report") if k in run}
+        return {"n": n, "driver": DRIVERS[driver], "serial": serial, "settle_s": settle_s, **extra,
                 "waves": run["waves"], "lab_up_s": lab_up_s, "fleet_wall_s": round(t1 - t_start, 2),
                 "server_part_s": round(sp["end"] - sp["start"], 2), "nodes": nodes,
                 "agent_part_s_max": max(v["agent_part_s"] for v in nodes.values()),
@@ -549,6 +599,8 @@ def main() -> None:
     fleet.add_argument("--settle", type=float, default=0.0,
                        help="experiment: seconds to wait between a node's make and its agent switch")
     fleet.add_argument("--section", default="fleet", help="the results' section (default fleet)")
+    fleet.add_argument("--driver", choices=sorted(DRIVERS), default="parts",
+                       help="who runs the parts: this harness in threads, or the playbook")
     fleet.add_argument("--second-pass", action="store_true",
                        help="after the run, every part again on node-1 (nothing to do): the suite's fixed cost")
     for p in (single, fleet):
@@ -572,7 +624,7 @@ def main() -> None:
         out = {"machine": _machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sizes": []}
         for n in (int(x) for x in args.sizes.split(",")):
             out["sizes"].append(_fleet_size(n, args.serial.split(","), args.root_prefix, log, args.settle,
-                                            args.second_pass))
+                                            args.second_pass, args.driver))
             one = next((s for s in out["sizes"] if s["n"] == 1), None)
             for s in out["sizes"]:
                 if one:
