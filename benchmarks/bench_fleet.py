@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -303,6 +304,13 @@ class Fleet:
         self.exec(host, *argv)
         return time.monotonic() - t0
 
+    def agent_log(self, node: str) -> str:
+        """The node's agent log: /opt/spire/agent.log, or the unit's journal when it logs there."""
+        path = self.root / "hosts" / node / "opt-spire" / "agent.log"
+        if path.exists():
+            return path.read_text(errors="replace")
+        return self.exec(node, "journalctl", "-u", "spire-agent.service", "--no-pager", "-o", "cat", check=False).stdout
+
     def hand_over(self, node: str) -> str:
         """Copy the node's handoff (no secret in it) to the server host; its path there."""
         text = self.exec(node, "sh", "-c", "cat /var/lib/spire-migration/*/handoff.json").stdout
@@ -337,16 +345,12 @@ _LOG_MARKS = {"attested": "Node attestation was successful", "apis_started": "St
               "workload_entry_received": 'msg="Entry created"', "workload_svid_created": 'msg="Creating X509-SVID"'}
 
 
-def _agent_log_marks(log: Path, since_unix: float) -> dict[str, float | None]:
+def _agent_log_marks(text: str, since_unix: float) -> dict[str, float | None]:
     """Seconds after ``since_unix`` at which the agent's log (1 s resolution) first shows each mark."""
     from datetime import datetime
 
     marks: dict[str, float | None] = dict.fromkeys(_LOG_MARKS)
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return marks
-    for line in lines:
+    for line in text.splitlines():
         if not line.startswith('time="'):
             continue
         ts = datetime.fromisoformat(line[6:26].replace("Z", "+00:00")).timestamp()
@@ -443,7 +447,8 @@ def _second_pass(fleet: Fleet) -> dict[str, float]:
 
 
 def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], None],
-                settle_s: float = 0.0, second_pass: bool = False, driver: str = "parts") -> dict[str, Any]:
+                settle_s: float = 0.0, second_pass: bool = False, driver: str = "parts",
+                with_probes: bool = True) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix=f"{prefix}fleet{n}-", dir=private_base()))
     lab = [sys.executable, "-m", "lab"]
     probes: list[HostProbe] = []
@@ -455,7 +460,7 @@ def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], Non
             raise SystemExit(f"lab up --fleet {n} failed:\n{(up.stdout + up.stderr)[-3000:]}")
         lab_up_s = round(time.monotonic() - t0, 2)
         fleet = Fleet(root, settle_s)
-        probes = [HostProbe(fleet.docker_host, fleet.containers[h], h) for h in fleet.agents]
+        probes = [HostProbe(fleet.docker_host, fleet.containers[h], h) for h in fleet.agents] if with_probes else []
         for p in probes:
             p.start()
         started = time.monotonic()
@@ -465,7 +470,9 @@ def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], Non
         with MemorySampler(fleet.containers) as mem:
             load_before = _load()
             drive = _drive_playbook if driver == "playbook" else _drive_parts
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             run = drive(fleet, waves(n, serial), log)
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t1 = run.get("end") or time.monotonic()
             load_after = _load()
         t_start = run["server_part"]["start"]
@@ -476,29 +483,35 @@ def _fleet_size(n: int, serial: list[str], prefix: str, log: Callable[[str], Non
         nodes = {}
         sp = run["server_part"]
         wall0 = time.time() - time.monotonic()   # monotonic -> Unix time, for SPIRE's log lines
-        for p in probes:
+        by_name = {p.name: p for p in probes}
+        for name in fleet.agents:
+            own = run["nodes"][name]
+            nodes[name] = {"wave": own["wave"], "agent_part_s": own["wall_s"], "parts_s": own["parts"],
+                           "agent_log": _agent_log_marks(fleet.agent_log(name), own["start"] + wall0)}
+            if (p := by_name.get(name)) is None:
+                continue
             recs = p.records()
-            own = run["nodes"][p.name]
             outside = [r for r in recs if t_start <= r["t"] <= t1 and not own["start"] <= r["t"] <= own["end"]]
-            nodes[p.name] = {"wave": own["wave"], "agent_part_s": own["wall_s"], "parts_s": own["parts"],
-                             "own_migration": svid_probe.summarise(recs, own["start"], own["end"]),
-                             "during_server_part": svid_probe.summarise(recs, sp["start"], sp["end"]),
-                             "failed_while_others_migrated": sum(1 for r in outside if not r["ok"]),
-                             "failures_while_others_migrated": [
-                                 {"at_s": round(r["t"] - t_start, 2), "ms": r["ms"], "error": r["error"][:160]}
-                                 for r in outside if not r["ok"]][:svid_probe.MAX_FAILURES],
-                             "agent_log": _agent_log_marks(root / "hosts" / p.name / "opt-spire" / "agent.log",
-                                                           own["start"] + wall0)}
+            nodes[name].update({
+                "own_migration": svid_probe.summarise(recs, own["start"], own["end"]),
+                "during_server_part": svid_probe.summarise(recs, sp["start"], sp["end"]),
+                "failed_while_others_migrated": sum(1 for r in outside if not r["ok"]),
+                "failures_while_others_migrated": [
+                    {"at_s": round(r["t"] - t_start, 2), "ms": r["ms"], "error": r["error"][:160]}
+                    for r in outside if not r["ok"]][:svid_probe.MAX_FAILURES]})
+        probed = [v for v in nodes.values() if "own_migration" in v]
         extra = {k: run[k] for k in ("after_waves_s", "playbook_wall_s", "fleet_report") if k in run}
         return {"n": n, "driver": DRIVERS[driver], "serial": serial, "settle_s": settle_s, **extra,
                 "waves": run["waves"], "lab_up_s": lab_up_s, "fleet_wall_s": round(t1 - t_start, 2),
                 "server_part_s": round(sp["end"] - sp["start"], 2), "nodes": nodes,
                 "agent_part_s_max": max(v["agent_part_s"] for v in nodes.values()),
-                "longest_gap_s_max": max(v["own_migration"]["longest_gap_s"] or 0 for v in nodes.values()),
-                "failed_on_other_nodes": sum(v["failed_while_others_migrated"] for v in nodes.values()),
-                "failed_during_server_part": sum(v["during_server_part"]["failed"] for v in nodes.values()),
+                "probes": len(probes),
+                "longest_gap_s_max": max((v["own_migration"]["longest_gap_s"] or 0 for v in probed), default=None),
+                "failed_on_other_nodes": sum(v["failed_while_others_migrated"] for v in probed) if probed else None,
+                "failed_during_server_part": sum(v["during_server_part"]["failed"] for v in probed) if probed else None,
                 "memory_mib": mem.report(), "cpu_s": mem.cpu_report(),
                 "cpu_s_total": round(sum(v or 0 for v in mem.cpu_report().values()), 1),
+                "controller_cpu_s": round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 1),
                 "second_pass_s": second, "load_before": load_before, "load_after": load_after}
     finally:
         _stop_all(probes, log)
@@ -580,6 +593,42 @@ def _machine() -> dict:
             "kernel": os.uname().release}
 
 
+def _table(data: dict[str, Any]) -> str:
+    """The results as Markdown tables (docs/benchmark-fleet.md quotes them)."""
+    rows = ["| run | order / driver | N | migrate or fleet wall s | longest gap s (migrating) | failed fetches "
+            "(migrating) | failed fetches (other nodes) | agent part s (max) | load before → after |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    single = data.get("single")
+    if single:
+        for name, o in single["orders"].items():
+            others = o["others_failed"]
+            rows.append(f"| single {single['time']} | {name} ({o['commit']}) | 1 of {o['agents']} | "
+                        f"{o['migrate_wall_s']} | {o['migrating_longest_gap_s']} | {o['migrating_failed']} | "
+                        f"{others} | — | {o['load_before']} → {o['load_after']} |")
+    for key, sec in data.items():
+        if not key.startswith("fleet"):
+            continue
+        for s in sec["sizes"]:
+            drv = s["driver"].split(" ")[0] + (f", settle {s['settle_s']:g} s" if s.get("settle_s") else "") \
+                + ("" if s.get("probes", 1) else ", no probes")
+            rows.append(f"| {key} {sec['time']} | {drv} | {s['n']} | {s['fleet_wall_s']}"
+                        f"{' (×%s)' % s['ratio_to_one_node'] if s.get('ratio_to_one_node') and s['n'] > 1 else ''} | "
+                        f"{s['longest_gap_s_max']} | {sum(v['own_migration']['failed'] for v in s['nodes'].values() if 'own_migration' in v) if s.get('probes', 1) else '—'} | "
+                        f"{s['failed_on_other_nodes']} (server part: {s['failed_during_server_part']}) | "
+                        f"{s['agent_part_s_max']} | {s['load_before']} → {s['load_after']} |")
+    mem = ["", "| run | N | server host MiB idle / peak | agent host MiB idle / peak (max over hosts) | CPU s (all hosts) |",
+           "|---|---|---|---|---|"]
+    for key, sec in data.items():
+        if key.startswith("fleet"):
+            for s in sec["sizes"]:
+                m = s["memory_mib"]
+                agents = [v for k, v in m.items() if k != "server"]
+                mem.append(f"| {key} | {s['n']} | {m['server']['before_mib']} / {m['server']['peak_mib']} | "
+                           f"{max(a['before_mib'] for a in agents)} / {max(a['peak_mib'] for a in agents)} | "
+                           f"{s.get('cpu_s_total', '—')} |")
+    return "\n".join(rows + mem) + "\n"
+
+
 def _save(path: Path, section: str, value: Any) -> None:
     data = json.loads(path.read_text()) if path.exists() else {}
     data[section] = value
@@ -601,12 +650,19 @@ def main() -> None:
     fleet.add_argument("--section", default="fleet", help="the results' section (default fleet)")
     fleet.add_argument("--driver", choices=sorted(DRIVERS), default="parts",
                        help="who runs the parts: this harness in threads, or the playbook")
+    fleet.add_argument("--no-probes", action="store_true",
+                       help="no SVID probes (each costs ~6%% of a core and agent work): wall time and CPU alone")
     fleet.add_argument("--second-pass", action="store_true",
                        help="after the run, every part again on node-1 (nothing to do): the suite's fixed cost")
     for p in (single, fleet):
         p.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results-fleet.json")
         p.add_argument("--root-prefix", default="bench-", help="lab roots are fresh /run/spire-lab/<prefix>*")
+    table = sub.add_parser("table", help="print the results as Markdown tables")
+    table.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results-fleet.json")
     args = ap.parse_args()
+    if args.mode == "table":
+        print(_table(json.loads(args.out.read_text())), end="")
+        return
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if args.mode == "single":
         orders = [o.split("=", 1) for o in args.order] or [["current", str(PROJECT)]]
@@ -624,7 +680,7 @@ def main() -> None:
         out = {"machine": _machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sizes": []}
         for n in (int(x) for x in args.sizes.split(",")):
             out["sizes"].append(_fleet_size(n, args.serial.split(","), args.root_prefix, log, args.settle,
-                                            args.second_pass, args.driver))
+                                            args.second_pass, args.driver, not args.no_probes))
             one = next((s for s in out["sizes"] if s["n"] == 1), None)
             for s in out["sizes"]:
                 if one:
