@@ -598,11 +598,12 @@ def _table(data: dict[str, Any]) -> str:
     rows = ["| run | order / driver | N | migrate or fleet wall s | longest gap s (migrating) | failed fetches "
             "(migrating) | failed fetches (other nodes) | agent part s (max) | load before → after |",
             "|---|---|---|---|---|---|---|---|---|"]
-    single = data.get("single")
-    if single:
+    for key, single in data.items():
+        if not key.startswith("single"):
+            continue
         for name, o in single["orders"].items():
             others = o["others_failed"]
-            rows.append(f"| single {single['time']} | {name} ({o['commit']}) | 1 of {o['agents']} | "
+            rows.append(f"| {key} {single['time']} | {name} ({o['commit']}) | 1 of {o['agents']} | "
                         f"{o['migrate_wall_s']} | {o['migrating_longest_gap_s']} | {o['migrating_failed']} | "
                         f"{others} | — | {o['load_before']} → {o['load_after']} |")
     for key, sec in data.items():
@@ -642,6 +643,7 @@ def main() -> None:
     single.add_argument("--order", action="append", default=[],
                         help="NAME=CHECKOUT (repeatable); default: this checkout, named 'current'")
     single.add_argument("--agents", type=int, default=2, help="lab nodes: node-1 migrates, the others must not notice")
+    single.add_argument("--section", default="single", help="the results' section (default single)")
     fleet = sub.add_parser("fleet", help="fleet labs of N hosts: the server part, then the agent nodes in waves")
     fleet.add_argument("--sizes", default="1,4,8", help="fleet sizes N (default 1,4,8)")
     fleet.add_argument("--serial", default="1,25%,100%", help="wave sizes, as the playbook's serial")
@@ -669,12 +671,12 @@ def main() -> None:
         out = {"machine": _machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "orders": {}}
         for name, checkout in orders:
             out["orders"][name] = _single_order(name, Path(checkout).resolve(), args.agents, args.root_prefix, log)
-            _save(args.out, "single", out)
+            _save(args.out, args.section, out)
         o = out["orders"]
         if "guide" in o and "new" in o and o["new"]["migrating_longest_gap_s"]:
             out["gap_ratio_guide_over_new"] = round(o["guide"]["migrating_longest_gap_s"]
                                                     / o["new"]["migrating_longest_gap_s"], 1)
-        _save(args.out, "single", out)
+        _save(args.out, args.section, out)
         print(json.dumps(out, indent=2))
     else:
         out = {"machine": _machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sizes": []}
