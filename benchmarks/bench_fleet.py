@@ -593,6 +593,10 @@ def _machine() -> dict:
             "kernel": os.uname().release}
 
 
+def _dash(v: Any) -> Any:
+    return "—" if v is None else v
+
+
 def _table(data: dict[str, Any]) -> str:
     """The results as Markdown tables (docs/benchmark-fleet.md quotes them)."""
     rows = ["| run | order / driver | N | migrate or fleet wall s | longest gap s (migrating) | failed fetches "
@@ -614,8 +618,8 @@ def _table(data: dict[str, Any]) -> str:
                 + ("" if s.get("probes", 1) else ", no probes")
             rows.append(f"| {key} {sec['time']} | {drv} | {s['n']} | {s['fleet_wall_s']}"
                         f"{' (×%s)' % s['ratio_to_one_node'] if s.get('ratio_to_one_node') and s['n'] > 1 else ''} | "
-                        f"{s['longest_gap_s_max']} | {sum(v['own_migration']['failed'] for v in s['nodes'].values() if 'own_migration' in v) if s.get('probes', 1) else '—'} | "
-                        f"{s['failed_on_other_nodes']} (server part: {s['failed_during_server_part']}) | "
+                        f"{_dash(s['longest_gap_s_max'])} | {sum(v['own_migration']['failed'] for v in s['nodes'].values() if 'own_migration' in v) if s.get('probes', 1) else '—'} | "
+                        f"{_dash(s['failed_on_other_nodes'])} (server part: {_dash(s['failed_during_server_part'])}) | "
                         f"{s['agent_part_s_max']} | {s['load_before']} → {s['load_after']} |")
     mem = ["", "| run | N | server host MiB idle / peak | agent host MiB idle / peak (max over hosts) | CPU s (all hosts) |",
            "|---|---|---|---|---|"]
