@@ -81,7 +81,7 @@ def test_the_migrate_and_rollback_reports_prove_every_step(lab, tmp_path):
     old_id = services.agent_identity(t)
     old_token = old_id.rsplit("/", 1)[1]
     under_old = [e for e in server.entries() if id_str(e["parent_id"]) == old_id]
-    pids_before = {services.agent_proc(t).pid, services.server_proc(t).pid}
+    agent_pid, server_pid = services.agent_proc(t).pid, services.server_proc(t).pid
     report = tmp_path / "migrate.md"
 
     run = lab.run_suite("-m", "migrate", "--report", str(report))
@@ -103,7 +103,11 @@ def test_the_migrate_and_rollback_reports_prove_every_step(lab, tmp_path):
     agent_diff = agent_conf["diff"]
     assert '-    NodeAttestor "join_token" {' in agent_diff and '+    NodeAttestor "tpm_devid" {' in agent_diff
     stopped = {int(p) for line in step[5]["stopped_this_run"] for p in re.findall(r"pid (\d+)", line)}
-    assert stopped == pids_before, (stopped, pids_before)
+    assert stopped == {server_pid}, (stopped, server_pid)   # make before break: the server alone
+    assert step[5]["agent_now"].startswith(f"pid {agent_pid}:"), step[5]["agent_now"]
+    order = step[6]["changes_in_order"]
+    made = next(i for i, c in enumerate(order) if c.startswith("created "))
+    assert made < order.index(f"stop the Phase 3 spire-agent pid {agent_pid}"), order
     assert step[6]["agent"].startswith(f"pid {services.agent_proc(t).pid}:") and "-joinToken" not in step[6]["agent"]
     assert step[6]["agent_after"] == new_id
     assert step[7]["agent_id"] == step[7]["expected_agent_id"] == new_id
