@@ -80,11 +80,13 @@ def start_server(t: Target) -> ProcInfo:
     return info
 
 
-def start_agent(t: Target, join_token: Secret | None = None) -> ProcInfo:
+def start_agent(t: Target, join_token: Secret | None = None,
+                identify: Callable[[Target], str | None] | None = None) -> ProcInfo:
     """Start the agent; with ``join_token`` it attests by join_token whatever its config says.
 
     The token goes in a 0600 file (``-joinTokenFile``) that lives only until
-    the agent has attested: with a token this returns once the agent is ready.
+    the agent has attested: with a token this returns once the agent is ready
+    (proven by ``identify``, see :func:`wait_agent_ready`).
     """
     if (running := agent_proc(t)) is not None:
         return running
@@ -94,7 +96,7 @@ def start_agent(t: Target, join_token: Secret | None = None) -> ProcInfo:
         return process.start(argv, log=t.agent.log, pid_file=t.agent.pid_file)
     with secret_file(Secret(join_token), "join_token") as path:
         info = process.start(argv + ["-joinTokenFile", str(path)], log=t.agent.log, pid_file=t.agent.pid_file)
-        wait_agent_ready(t, info)
+        wait_agent_ready(t, info, identify)
     return info
 
 

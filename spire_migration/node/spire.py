@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import shutil
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -230,13 +231,15 @@ class SpireServer:
         return BatchResult(ok, failed)
 
     def _with_file(self, payload: dict[str, Any], *args: str) -> Any:
-        fd, path = tempfile.mkstemp(prefix="spire-batch-", suffix=".json")
+        folder = tempfile.mkdtemp(prefix="spire-batch-")   # 0700: entries may name an unspent token's agent
+        path = os.path.join(folder, "batch.json")
         try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w") as fh:
                 json.dump(payload, fh)
             return self.json(*args, path)
         finally:
-            os.unlink(path)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class SpireAgent:

@@ -77,23 +77,10 @@ class Handoff:
     @classmethod
     def parse(cls, text: str, trust_domain: str, profile: str) -> "Handoff":
         """Parse and check a handoff against the server's own target; a ConfigError otherwise."""
-        def bad(found: str) -> ConfigError:
-            return ConfigError("the node's handoff is not acceptable", expected=(
-                f"a JSON object with exactly {sorted(cls.__dataclass_fields__)}: a node name, the redacted "
-                f"join_token agent ID, a {profile} agent ID in {trust_domain}"), found=found,
-                remedy="run the agent part (agent-prepare) on that node again and copy its handoff.json")
-
-        if len(text) > _MAX_HANDOFF:
-            raise bad(f"{len(text)} bytes")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise bad(f"not JSON ({exc.msg})") from exc
-        if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__) or \
-                not all(isinstance(v, str) for v in data.values()):
-            raise bad(redact(repr(sorted(data) if isinstance(data, dict) else type(data).__name__)))
+        data, bad = handoff_fields(cls, text, "handoff", f"a node name, the redacted join_token agent ID, a "
+                                   f"{profile} agent ID in {trust_domain}",
+                                   "run the agent part (agent-prepare) on that node again and copy its handoff.json")
         h = cls(**data)
-        check_node_name(h.node)
         if h.trust_domain != trust_domain or h.profile != profile:
             raise bad(f"trust domain {h.trust_domain!r}, profile {h.profile!r}")
         m = _REDACTED_JOIN_TOKEN_ID.fullmatch(h.old_agent)
@@ -102,6 +89,26 @@ class Handoff:
         if agent_kind(h.new_agent) != profile or not h.new_agent.startswith(f"spiffe://{trust_domain}/"):
             raise bad(f"new agent {h.new_agent!r}")
         return h
+
+
+def handoff_fields(cls: type, text: str, what: str, names: str, remedy: str) -> tuple[dict[str, str], Any]:
+    """The fields of a handoff's JSON text (exactly the dataclass ``cls``'s, every one a string,
+    the node's name allowed) and ``bad(found)``, the ConfigError for a field the caller refuses."""
+    def bad(found: str) -> ConfigError:
+        return ConfigError(f"the node's {what} is not acceptable", expected=(
+            f"a JSON object with exactly {sorted(cls.__dataclass_fields__)}: {names}"), found=found, remedy=remedy)
+
+    if len(text) > _MAX_HANDOFF:
+        raise bad(f"{len(text)} bytes")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise bad(f"not JSON ({exc.msg})") from exc
+    if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__) or \
+            not all(isinstance(v, str) for v in data.values()):
+        raise bad(redact(repr(sorted(data) if isinstance(data, dict) else type(data).__name__)))
+    check_node_name(data["node"])
+    return data, bad
 
 
 def handoff_path(t: Target) -> Path:
