@@ -10,6 +10,8 @@ from pathlib import Path
 from spire_migration.errors import MigrationError
 
 from . import configs, core
+from .fleet import lifecycle as fleet
+from .fleet.layout import FleetLayout
 from .k8s import control_plane, gobuild
 from .layout import DEFAULT_ROOT, Layout
 from .spire_build import ensure_spire
@@ -20,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="provision the lab; prints the target file path last")
     p_up.add_argument("--agents", type=int, default=1, help="number of agent nodes (each with its own swtpm)")
+    p_up.add_argument("--fleet", type=int, default=None, metavar="N",
+                      help="instead: a server host and N agent hosts, each a container with systemd, "
+                           "its own swtpm, SPIRE at the guide's paths and sshd; prints the Ansible inventory")
     p_up.add_argument("--datastore", choices=configs.DATASTORES, default="sqlite3",
                       help="the server's datastore: the guide's sqlite3 file, or a private PostgreSQL cluster")
     p_up.add_argument("--kubernetes", action="store_true",
@@ -46,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     try:
-        if args.cmd == "up":
+        if args.cmd == "up" and args.fleet is not None:
+            print(fleet.up(args.root, args.fleet, log=log), flush=True)
+        elif args.cmd == "up":
             target = core.up(args.root, agents=args.agents, log=log, datastore=args.datastore)
             if args.kubernetes or args.kubelet:
                 log(f"kubeconfig: {control_plane.up(args.root, log=log)}")
@@ -61,10 +68,14 @@ def main(argv: list[str] | None = None) -> int:
 
             kubelet.down(args.root, log=log)
             control_plane.down(args.root, log=log)
+            fleet.down(args.root, log=log)
             core.down(args.root, purge=args.purge, log=log)
         elif args.cmd == "status":
-            k8s = control_plane.status(args.root) if control_plane.kube_root(args.root).exists() else []
-            print("\n".join(core.status(args.root) + k8s))
+            if FleetLayout(args.root.resolve()).hosts_json.exists():
+                print("\n".join(fleet.status(args.root)))
+            else:
+                k8s = control_plane.status(args.root) if control_plane.kube_root(args.root).exists() else []
+                print("\n".join(core.status(args.root) + k8s))
         elif args.cmd == "build":
             print(ensure_spire(log))
             if args.kubernetes or args.kubelet:

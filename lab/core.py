@@ -33,6 +33,7 @@ from spire_migration.config.target import Target
 
 from . import configs, docker_engine, postgres, swtpm
 from .devid import provision_devid
+from .fleet.layout import FleetLayout
 from .layout import DEFAULT_ROOT, PRIVATE_BASE, Layout, Node, private_base
 from .ports import free_port
 from .spire_build import SPIRE_VERSION, ensure_spire
@@ -47,6 +48,13 @@ Log = Callable[[str], None]
 def _user() -> str:
     """The OS user the lab's server runs as (its PostgreSQL role: peer authentication)."""
     return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
 
 
 def load_state(lay: Layout) -> dict:
@@ -146,6 +154,9 @@ def up(root: Path, agents: int = 1, log: Log = print, datastore: str = "sqlite3"
         raise LabError("unknown datastore", expected=" or ".join(configs.DATASTORES), found=datastore)
     lay = Layout(Path(root).resolve())
     _prepare_root(lay.root)
+    if json.loads(_read(FleetLayout(lay.root).hosts_json) or "{}").get("up"):
+        raise LabError(f"a fleet lab is up at {lay.root}", expected="no lab at this root", found="fleet: up",
+                       remedy=f"python -m lab down --root {lay.root}, or another --root")
     if load_state(lay).get("up"):
         status_lines = status(lay.root)
         if all("running" in line for line in status_lines if not line.startswith("lab")):

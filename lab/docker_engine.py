@@ -187,45 +187,55 @@ def app_hash(app: Path = APP_FILE) -> str:
     return hashlib.sha256(Path(app).read_bytes() + interpreter().encode()).hexdigest()
 
 
-def _image_label(host: str, tag: str) -> str | None:
+def image_label(host: str, tag: str, label: str = HASH_LABEL) -> str | None:
+    """The value of ``label`` on image ``tag`` of the engine at ``host`` (None: no such image)."""
     sock = Path(host.removeprefix("unix://"))
     status, body = _api(sock, "GET", f"/images/{tag}/json", timeout=10)
     if status != 200:
         return None
     labels = (json.loads(body).get("Config") or {}).get("Labels") or {}
-    return labels.get(HASH_LABEL)
+    return labels.get(label)
+
+
+def tar_add(tar: tarfile.TarFile, name: str, *, data: bytes | None = None, link: str | None = None,
+            mode: int = 0o755, uid: int = 0, gid: int = 0) -> None:
+    """One member of an image's root filesystem: a folder (no ``data``), a symlink or a file."""
+    info = tarfile.TarInfo(name)
+    info.mtime, info.mode, info.uid, info.gid = int(time.time()), mode, uid, gid
+    if link is not None:
+        info.type, info.linkname = tarfile.SYMTYPE, link
+        tar.addfile(info)
+    elif data is None:
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    else:
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+
+def base_rootfs(tar: tarfile.TarFile, passwd: str = "", group: str = "") -> None:
+    """What every lab image holds: top folders, the /usr symlinks, root's /etc files (plus the
+    ``passwd`` and ``group`` lines given) and the machine's ld.so.cache."""
+    for d in ("usr", "etc", "tmp", "proc", "sys", "dev", "run", "root", "var"):
+        tar_add(tar, d, mode=0o1777 if d == "tmp" else 0o755)
+    for name in ("bin", "lib", "lib64", "sbin"):
+        tar_add(tar, name, link=f"usr/{name}")
+    tar_add(tar, "etc/passwd", data=("root:x:0:0:root:/root:/bin/sh\n"
+                                     "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+                                     + passwd).encode(), mode=0o644)
+    tar_add(tar, "etc/group", data=f"root:x:0:\nnogroup:x:65534:\n{group}".encode(), mode=0o644)
+    tar_add(tar, "etc/nsswitch.conf", data=b"passwd: files\ngroup: files\nhosts: files dns\n", mode=0o644)
+    tar_add(tar, "etc/hosts", data=b"127.0.0.1 localhost\n", mode=0o644)
+    if Path("/etc/ld.so.cache").is_file():
+        tar_add(tar, "etc/ld.so.cache", data=Path("/etc/ld.so.cache").read_bytes(), mode=0o644)
 
 
 def rootfs_tar(app: Path) -> bytes:
     buf = io.BytesIO()
-    now = int(time.time())
-
-    def add(name: str, *, data: bytes | None = None, link: str | None = None, mode: int = 0o755) -> None:
-        info = tarfile.TarInfo(name)
-        info.mtime = now
-        info.mode = mode
-        if link is not None:
-            info.type, info.linkname = tarfile.SYMTYPE, link
-            tar.addfile(info)
-        elif data is None:
-            info.type = tarfile.DIRTYPE
-            tar.addfile(info)
-        else:
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for d in ("usr", "etc", "app", "tmp", "proc", "sys", "dev", "run", "root", "var"):
-            add(d, mode=0o1777 if d == "tmp" else 0o755)
-        for name in ("bin", "lib", "lib64", "sbin"):
-            add(name, link=f"usr/{name}")
-        add("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", mode=0o644)
-        add("etc/group", data=b"root:x:0:\nnogroup:x:65534:\n", mode=0o644)
-        add("etc/nsswitch.conf", data=b"passwd: files\ngroup: files\nhosts: files dns\n", mode=0o644)
-        add("etc/hosts", data=b"127.0.0.1 localhost\n", mode=0o644)
-        if Path("/etc/ld.so.cache").is_file():
-            add("etc/ld.so.cache", data=Path("/etc/ld.so.cache").read_bytes(), mode=0o644)
-        add("app/mtls_app.py", data=Path(app).read_bytes(), mode=0o644)
+        base_rootfs(tar)
+        tar_add(tar, "app")
+        tar_add(tar, "app/mtls_app.py", data=Path(app).read_bytes(), mode=0o644)
     return buf.getvalue()
 
 
@@ -236,7 +246,7 @@ def build_workload_image(docker_host: str, tag: str = DEFAULT_TAG, app: Path = A
     Skipped when the image exists and its label matches the app file's sha256.
     """
     digest = app_hash(app)
-    if _image_label(docker_host, tag) == digest:
+    if image_label(docker_host, tag) == digest:
         return _image_id(docker_host, tag)
     python = interpreter()
     changes = [

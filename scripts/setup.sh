@@ -22,8 +22,10 @@ case "${1:-}" in
   *) echo "usage: bash scripts/setup.sh [--tests]" >&2; exit 4 ;;
 esac
 
+# openssh-server: sshd for the fleet lab's hosts (`lab up --fleet N`), each runs its own; the
+# machine's own ssh service is never started by this script (see below).
 APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 docker.io iproute2
-              pkg-config gcc util-linux python3-venv)
+              pkg-config gcc util-linux python3-venv openssh-server openssh-client systemd)
 ((tests)) && APT_PACKAGES+=(containerd runc containernetworking-plugins chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -31,8 +33,21 @@ for p in "${APT_PACKAGES[@]}"; do
 done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
+  # Packages must not start services on this machine (openssh-server would start sshd): Debian's
+  # policy-rc.d (exit 101) says so to invoke-rc.d for the time of the install, unless one exists.
+  policy=/usr/sbin/policy-rc.d made_policy=0
+  if [ ! -e "$policy" ]; then
+    made_policy=1
+    printf '#!/bin/sh\n# setup.sh: no service starts during its install\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
+  if ((made_policy)); then rm -f "$policy"; trap - EXIT; fi
+  if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true   # the lab's hosts run their own
+  fi
 fi
 
 # The project's environment. Its stamp is the hash of what it was made from; a moved checkout

@@ -9,7 +9,7 @@ read with tpm2-pytss, which only works where the suite runs (``node.view.is_loca
 from __future__ import annotations
 
 import re
-from spire_migration.node import logs
+from spire_migration.node import logs, services
 from spire_migration.checks import pcrs
 from spire_migration.node import tpm
 from spire_migration.errors import MigrationError
@@ -149,23 +149,20 @@ def audits_possible(node: Node, outputs: dict[str, str | None]) -> CheckResult:
     title = "audits possible (attestation records and reports)"
     view, target, journal = node.view, node.target, node.journal
     attested = []
-    text = view.read_text(target.server.log) if view.is_local else None
-    if text is None and view.is_local:
-        text = ""
+    text = node.log_lines("server") if view.is_local else None
     server_log_ok = text is not None
     if text:
-        attested = [r for r in logs.records(text.splitlines()) if r.get("msg") == "Agent attestation request completed"
+        attested = [r for r in logs.records(text) if r.get("msg") == "Agent attestation request completed"
                     or r.get("msg", "").startswith("Node attestation")]
-    agent_text = view.read_text(target.agent.log) or ""
-    agent_records = [r for r in logs.records(agent_text.splitlines())
+    agent_records = [r for r in logs.records(node.log_lines("agent"))
                      if r.get("msg") == "Node attestation was successful"]
     history = len(journal.data.get("history", [])) if journal else 0
     requested = {k: v for k, v in outputs.items() if v}
     problems = []
     if not agent_records:
-        problems.append(f"no attestation record in {target.agent.log}")
+        problems.append(f"no attestation record in {services.log_source(target, 'agent')}")
     if view.is_local and not server_log_ok:
-        problems.append(f"{target.server.log} unreadable")
+        problems.append(f"{services.log_source(target, 'server')} unreadable")
     warnings = []
     if not requested:
         warnings.append("no report file requested: pass --report FILE (and --junitxml / --cucumberjson) to keep one")

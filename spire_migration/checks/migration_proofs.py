@@ -249,13 +249,15 @@ def phase3_server_stopped(run: Migration, node: Node, outcome: StepResult) -> Ch
     kept = [n for n in outcome.notes if "keeps running" in n]
     if kept and agent is None:
         problems.append("the agent was running before the step and is gone: it stopped serving")
+    served = [n for n in outcome.notes if n.startswith("with the server stopped")]
     stopped = this_run(outcome, "stop ")
     return step_proof("the Phase 3 server stopped, the agent still serving", problems,
                       "no spire-server on the old config; the agent left running on its cached SVID",
                       f"stopped in this run: {stopped or 'none (already stopped)'}; running now: "
                       f"agent {proc_text(agent) or 'none'}, server {proc_text(server) or 'none'}",
                       "stop the listed pid (kill <pid>), then re-run",
-                      stopped_this_run=stopped, agent_now=proc_text(agent), server_now=proc_text(server))
+                      stopped_this_run=stopped, agent_now=proc_text(agent), server_now=proc_text(server),
+                      served_while_server_stopped=served)
 
 
 @guarded

@@ -248,7 +248,7 @@ def tpm_attestation_verified(node: Node) -> CheckResult:
     if not any(s.startswith(f"{profile}:") for s in sels):
         problems.append(f"no {profile} selectors on the agent (found {sels})")
     if not log_ok:
-        problems.append(f"{t.agent.log} shows no 'Node attestation was successful' for this agent ID")
+        problems.append(f"{services.log_source(t, 'agent')} shows no 'Node attestation was successful' for this agent ID")
     ok = not problems
     return check("TPM attestation verified (verify_tpm.sh)", ok,
                  f"agent {want or profile}, attestation_type {profile}, {profile}: selectors, "
@@ -273,7 +273,7 @@ def no_errors_in_logs(node: Node, facts: dict[str, Any], reviewed_until: datetim
         since, basis = reviewed_until, f"the review point {reviewed_until.isoformat()} (--logs-since)"
     found_errors: dict[str, list[str]] = {}
     counts = {}
-    for name, path in (("server", t.server.log), ("agent", t.agent.log)):
+    for name, path in (("server", services.log_source(t, "server")), ("agent", services.log_source(t, "agent"))):
         errs = logs.errors_since(node.log_lines(name), since)
         counts[name] = len(errs)
         if errs:
@@ -281,7 +281,7 @@ def no_errors_in_logs(node: Node, facts: dict[str, Any], reviewed_until: datetim
     ok = not found_errors
     found = ("no error" if ok else
              "; ".join(f"{n} error(s) in {p}, last: {lines[-1]}" for p, lines, n in
-                       ((p, lines, counts["server" if p == str(t.server.log) else "agent"])
+                       ((p, lines, counts["server" if p == services.log_source(t, "server") else "agent"])
                         for p, lines in found_errors.items())))
     return check("no errors in the SPIRE logs since the migration", ok,
                  f"no level=error/fatal/panic line since {basis}", found,

@@ -136,7 +136,7 @@ def critical_workloads_registered(node: Node) -> CheckResult:
     missing = [c for c in critical if c not in ids]
     unmatched = []
     for inst in node.runtime.instances():
-        sels = {f"docker:label:{k}:{v}" for k, v in inst.labels.items()}
+        sels = node.runtime.selectors(inst)
         if not any(set(selector_strs(e)) <= sels for e in node.entries if selector_strs(e)):
             unmatched.append(inst.name)
     ok = not missing and not unmatched

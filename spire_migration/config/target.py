@@ -26,9 +26,10 @@ from typing import Any
 from spire_migration.errors import TargetError
 from spire_migration.node.spiffe_ids import TPM_ATTESTORS, agent_id_prefix
 from spire_migration.fsperm import check_trusted_path
+from spire_migration.node.systemd import check_unit_name
 
 PROFILES = TPM_ATTESTORS
-RUNTIMES = ("docker", "kubernetes")
+RUNTIMES = ("docker", "kubernetes", "systemd")
 NODE_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 
@@ -64,6 +65,9 @@ class ServerSpec:
     pid_file: Path = Path("/opt/spire/server.pid")
     bind_address: str = "127.0.0.1"
     bind_port: int = 8081
+    #: The systemd unit that runs the server (e.g. "spire-server.service"): the suite then stops,
+    #: starts and reads it only through systemctl and journalctl. Empty: the suite runs it (pid file).
+    unit: str = ""
 
 
 @dataclass
@@ -76,6 +80,10 @@ class AgentSpec:
     log: Path = Path("/opt/spire/agent.log")
     pid_file: Path = Path("/opt/spire/agent.pid")
     user: str = "root"
+    #: The systemd unit that runs the agent (e.g. "spire-agent.service"); empty: pid mode. The unit
+    #: reads agent.conf only: its ExecStart must pass no -joinToken/-joinTokenFile (Phase 3 under
+    #: systemd gives the token with agent.conf ``join_token_file``).
+    unit: str = ""
     #: Phase 3 only: a 0600 file holding a join token, where this node's own start hands one to
     #: the agent. The suite never passes this file: it hands the agent a token in a fresh 0600
     #: file with -joinTokenFile (node/services.py start_agent); the issue 1 diagnosis reports
@@ -181,6 +189,8 @@ class WorkloadSpec:
     ro_mounts: list[str] = field(default_factory=list)
     #: Phase 4: give the workload the TPM device (the guide's optional mount; the app never opens it).
     mount_tpm: bool = False
+    #: runtime "systemd": the service unit that runs the app (``mtls_app.py demo``).
+    unit: str = "mtls-app.service"
 
 
 @dataclass
@@ -287,6 +297,9 @@ class Target:
         if target.workload.runtime not in RUNTIMES:
             raise TargetError("unknown workload runtime", expected=" or ".join(RUNTIMES),
                               found=target.workload.runtime)
+        for key, unit in (("server.unit", target.server.unit), ("agent.unit", target.agent.unit),
+                          ("workload.unit", target.workload.unit)):
+            check_unit_name(unit, key)
         return target
 
     # -- the node's conventions, one place each ------------------------------------------

@@ -103,11 +103,20 @@ class Node:
 
     # -- read through the view ------------------------------------------------------
     def server_proc(self) -> ProcInfo | None:
+        """The server process (the unit's main process with ``server.unit``)."""
         t = self.target
+        if self.server_view.is_local:
+            return services.server_proc(t)
         return self.server_view.process(t.server_bin, t.server.pid_file, t.server.socket)
 
     def agent_proc(self) -> ProcInfo | None:
+        """The agent process: on this machine :func:`services.agent_proc` (checked); on a remote
+        host by its pid file, or the main process of ``agent.unit``."""
         t = self.target
+        if self.view.is_local:
+            return services.agent_proc(t)
+        if t.agent.unit:
+            return self.view.unit_process(t.agent.unit, t.agent_bin)
         return self.view.process(t.agent_bin, t.agent.pid_file, t.agent.socket)
 
     def agent_id(self) -> str | None:
@@ -143,10 +152,13 @@ class Node:
             raise
 
     def log_lines(self, component: str) -> list[str]:
-        """The ``"server"``'s or the ``"agent"``'s log as lines; [] when unreadable."""
-        view, path = ((self.server_view, self.target.server.log) if component == "server"
-                      else (self.view, self.target.agent.log))
-        return (view.read_text(path) or "").splitlines()
+        """The ``"server"``'s or the ``"agent"``'s log as lines (its file, or with a ``unit`` its
+        journal: :func:`services.log_source`); [] when unreadable."""
+        view = self.server_view if component == "server" else self.view
+        if view.is_local:
+            return services.log_text(self.target, component).splitlines()
+        spec = self.target.server if component == "server" else self.target.agent
+        return ((view.journal(spec.unit) if spec.unit else view.read_text(spec.log)) or "").splitlines()
 
     @cached_property
     def journal(self) -> Journal | None:

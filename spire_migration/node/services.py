@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_private_key
 
-from spire_migration.node import process
+from spire_migration.node import process, systemd, units
 from spire_migration.errors import ProcessError, SpireError
 from spire_migration.fileio import refuse_link, write_file
 from spire_migration.node.process import ProcInfo
@@ -34,7 +34,7 @@ from spire_migration.redact import redact
 from spire_migration.retry import poll
 from spire_migration.secret import Secret, secret_file
 from spire_migration.node.spire import SpireAgent, SpireServer
-from spire_migration.config.target import Target
+from spire_migration.config.target import AgentSpec, ServerSpec, Target
 
 
 def server_cli(t: Target) -> SpireServer:
@@ -46,8 +46,12 @@ def agent_cli(t: Target) -> SpireAgent:
 
 
 def server_proc(t: Target) -> ProcInfo | None:
-    """The server process: its binary, run by root or by the owner of its data dir (its user)."""
-    return process.find(t.server_bin, t.server.pid_file, t.server.socket, user=_owner(t.server.data_dir))
+    """The server process: its binary, run by root or by the owner of its data dir (its user);
+    with ``server.unit`` the unit's main process (:func:`units.unit_proc`)."""
+    user = _owner(t.server.data_dir)
+    if t.server.unit:
+        return units.unit_proc(t.server.unit, t.server_bin, t.server.config, process.allowed_uids(user))
+    return process.find(t.server_bin, t.server.pid_file, t.server.socket, user=user)
 
 
 def _owner(path: Path) -> int | None:
@@ -58,13 +62,21 @@ def _owner(path: Path) -> int | None:
 
 
 def agent_proc(t: Target) -> ProcInfo | None:
+    """The agent process (pid file, socket owner), or with ``agent.unit`` the unit's main process."""
+    if t.agent.unit:
+        return units.unit_proc(t.agent.unit, t.agent_bin, t.agent.config, process.allowed_uids(t.agent.user))
     return process.find(t.agent_bin, t.agent.pid_file, t.agent.socket, user=t.agent.user)
 
 
+# -- the one way to start and stop each: systemd (a unit set) or the suite's own pid ---------
 def start_server(t: Target) -> ProcInfo:
     """Start the server with its config file and poll until it is healthy."""
+    if t.server.unit:
+        return _start_unit(t, "server", lambda: server_cli(t).healthy())
     if (running := server_proc(t)) is not None:
+        units.refuse_unit_managed(t.server_bin, running, "server")
         return running
+    units.refuse_unit_managed(t.server_bin, None, "server")
     t.server.socket.parent.mkdir(parents=True, exist_ok=True)
     info = process.start([str(t.server_bin), "run", "-config", str(t.server.config)],
                          log=t.server.log, pid_file=t.server.pid_file)
@@ -75,7 +87,7 @@ def start_server(t: Target) -> ProcInfo:
     except SpireError as exc:
         if process.proc_info(info.pid) is None:
             raise ProcessError("spire-server exited during start", expected="a healthy server",
-                               found=_tail(t.server.log), remedy=f"read {t.server.log}") from exc
+                               found=log_tail(t, "server"), remedy=f"read {log_source(t, 'server')}") from exc
         raise
     return info
 
@@ -84,12 +96,22 @@ def start_agent(t: Target, join_token: Secret | None = None,
                 identify: Callable[[Target], str | None] | None = None) -> ProcInfo:
     """Start the agent; with ``join_token`` it attests by join_token whatever its config says.
 
-    The token goes in a 0600 file (``-joinTokenFile``) that lives only until
-    the agent has attested: with a token this returns once the agent is ready
-    (proven by ``identify``, see :func:`wait_agent_ready`).
+    Pid mode: the token goes in a 0600 file (``-joinTokenFile``) that lives only until
+    the agent has attested: with a token this returns once the agent is ready (proven by
+    ``identify``, see :func:`wait_agent_ready`).
+    With ``agent.unit`` the unit reads agent.conf only: the token goes in the 0600 file its
+    ``join_token_file`` names (Phase 3 under systemd; SPIRE reads it at every start, so it stays,
+    spent once the agent has attested), and this returns once the agent is active and healthy.
     """
+    if t.agent.unit:
+        units.join_token_in_exec_start(t.agent.unit, join_token_flag)
+        if join_token:
+            units.write_join_token_file(t.agent.unit, t.agent.config, t.agent.user, Secret(join_token))
+        return _start_unit(t, "agent", lambda: agent_cli(t).healthy())
     if (running := agent_proc(t)) is not None:
+        units.refuse_unit_managed(t.agent_bin, running, "agent")
         return running
+    units.refuse_unit_managed(t.agent_bin, None, "agent")
     t.agent.socket.parent.mkdir(parents=True, exist_ok=True)
     argv = [str(t.agent_bin), "run", "-config", str(t.agent.config)]
     if not join_token:
@@ -98,6 +120,83 @@ def start_agent(t: Target, join_token: Secret | None = None,
         info = process.start(argv + ["-joinTokenFile", str(path)], log=t.agent.log, pid_file=t.agent.pid_file)
         wait_agent_ready(t, info, identify)
     return info
+
+
+def _start_unit(t: Target, component: str, healthy: Callable[[], bool]) -> ProcInfo:
+    """``systemctl start`` the component's unit (never beside a copy the suite started by pid)."""
+    spec, binary, find = _component(t, component)
+    units.refuse_stray(spec.unit, binary.name, process.find(binary, spec.pid_file, spec.socket,
+                                                            user=getattr(spec, "user", None)), component)
+    return units.start(spec.unit, binary.name, lambda: find(t), healthy, t.thresholds.start_timeout_s)
+
+
+def stop_server(t: Target) -> ProcInfo | None:
+    """Stop the server: ``systemctl stop`` with a unit, else its exact pid."""
+    return _stop(t, "server")
+
+
+def stop_agent(t: Target) -> ProcInfo | None:
+    """Stop the agent: ``systemctl stop`` with a unit, else its exact pid."""
+    return _stop(t, "agent")
+
+
+def _stop(t: Target, component: str) -> ProcInfo | None:
+    spec, binary, find = _component(t, component)
+    if spec.unit:
+        return units.stop(spec.unit, lambda: find(t))
+    info = find(t)
+    units.refuse_unit_managed(binary, info, component)
+    if info:
+        process.stop(info, pid_file=spec.pid_file)
+    return info
+
+
+def _component(t: Target, component: str) -> tuple[ServerSpec | AgentSpec, Path, Callable[[Target], ProcInfo | None]]:
+    """(its target section, its binary, how to find its process) for ``"server"`` or ``"agent"``."""
+    if component == "server":
+        return t.server, t.server_bin, server_proc
+    return t.agent, t.agent_bin, agent_proc
+
+
+def check_service_mode(t: Target) -> list[str]:
+    """Before anything changes: how each SPIRE process is managed, refused when the suite would fight
+    systemd (a unit runs it but the target names none) or the agent's unit passes a join token."""
+    notes = []
+    for component in ("server", "agent"):
+        spec, binary, find = _component(t, component)
+        if spec.unit:
+            if component == "agent":
+                units.join_token_in_exec_start(spec.unit, join_token_flag)
+            find(t)   # the unit's main process, when it runs one, is the expected binary and config
+            notes.append(f"spire-{component} is managed by systemd unit {spec.unit}")
+        else:
+            units.refuse_unit_managed(binary, find(t), component)
+    return notes
+
+
+def log_source(t: Target, component: str) -> str:
+    """Where the ``"server"``'s or ``"agent"``'s log is read: its file, or ``journalctl -u <unit>``."""
+    spec = _component(t, component)[0]
+    return f"journalctl -u {spec.unit}" if spec.unit else str(spec.log)
+
+
+def log_text(t: Target, component: str) -> str:
+    """The component's whole log on this machine (the unit's journal, or the log file); "" when none."""
+    spec = _component(t, component)[0]
+    if spec.unit:
+        return systemd.journal(spec.unit)
+    try:
+        return spec.log.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def log_tail(t: Target, component: str, lines: int = 12) -> str:
+    """The last lines of the component's log, redacted, for an error message."""
+    spec = _component(t, component)[0]
+    if spec.unit:
+        return systemd.journal_tail(spec.unit, max(lines, 20))
+    return redact(_tail(spec.log, lines))
 
 
 def token_ttl(t: Target) -> int:
@@ -124,7 +223,7 @@ def wait_agent_ready(t: Target, info: ProcInfo,
     def ready() -> str | None:
         if process.proc_info(info.pid) is None:
             raise ProcessError("spire-agent exited during start", expected="a running agent",
-                               found=_tail(t.agent.log), remedy=f"read {t.agent.log}")
+                               found=log_tail(t, "agent"), remedy=f"read {log_source(t, 'agent')}")
         return identify(t) if agent_cli(t).healthy() else None
 
     try:
@@ -133,22 +232,8 @@ def wait_agent_ready(t: Target, info: ProcInfo,
     except ProcessError as exc:
         if process.proc_info(info.pid) is None or "exited" in exc.message:
             raise ProcessError("spire-agent did not attest", expected="a healthy, attested agent",
-                               found=_tail(t.agent.log), remedy=f"read {t.agent.log}") from exc
+                               found=log_tail(t, "agent"), remedy=f"read {log_source(t, 'agent')}") from exc
         raise
-
-
-def stop_server(t: Target) -> ProcInfo | None:
-    info = server_proc(t)
-    if info:
-        process.stop(info, pid_file=t.server.pid_file)
-    return info
-
-
-def stop_agent(t: Target) -> ProcInfo | None:
-    info = agent_proc(t)
-    if info:
-        process.stop(info, pid_file=t.agent.pid_file)
-    return info
 
 
 def agent_data_file(t: Target) -> Path:

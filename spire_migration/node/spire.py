@@ -112,8 +112,12 @@ class SpireServer:
         self.timeout = timeout
 
     # -- plumbing -------------------------------------------------------------
+    def argv(self, *args: str) -> list[str]:
+        """The command line of ``spire-server ARGS`` (a subclass may run it elsewhere)."""
+        return [str(self.binary), *args, "-socketPath", str(self.socket)]
+
     def run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        argv = [str(self.binary), *args, "-socketPath", str(self.socket)]
+        argv = self.argv(*args)
         try:
             proc = subprocess.run(argv, input=stdin, capture_output=True, text=True,
                                   timeout=self.timeout)

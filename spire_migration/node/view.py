@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spire_migration.node import process
+from spire_migration.node import process, systemd
 from spire_migration.node.process import ProcInfo
 
 _KINDS = {"character special file": "character device", "socket": "unix socket",
@@ -79,25 +79,35 @@ class HostView:
 
     def proc_argv(self, binary: str | Path, pid_file: str | Path) -> tuple[int, list[str]] | None:
         """(pid, argv) of the process named in ``pid_file`` when it runs ``binary``."""
-        text = self.read_text(pid_file)
-        if not text or not text.strip().isdigit():
+        info = HostView.process(self, binary, pid_file)
+        return (info.pid, list(info.argv)) if info else None
+
+    def command(self, argv: list[str]) -> str | None:  # pragma: no cover - interface
+        """The output of a read-only command (``systemctl show``, ``journalctl``) on the host; None on failure."""
+        raise NotImplementedError
+
+    def journal(self, unit: str) -> str | None:
+        """A systemd unit's journal messages (``journalctl -u unit --no-pager -o cat``)."""
+        return self.command(["journalctl", "-u", unit, "--no-pager", "-o", "cat"])
+
+    def unit_process(self, unit: str, binary: str | Path) -> ProcInfo | None:
+        """The main process of a systemd unit when it runs ``binary`` (``systemctl show -p MainPID``)."""
+        text = (self.command(["systemctl", "show", "-p", "MainPID", "--value", "--", unit]) or "").strip()
+        if not text.isdigit() or text == "0":
             return None
-        pid = int(text.strip())
-        raw = self.read_bytes(f"/proc/{pid}/cmdline")
-        if not raw:
-            return None
-        argv = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-        if not argv or Path(argv[0]).name != Path(binary).name:
-            return None
-        return pid, argv
+        return self._proc_at(int(text), binary)
 
     def process(self, binary: str | Path, pid_file: str | Path,
                 socket: str | Path | None = None) -> ProcInfo | None:  # noqa: ARG002
         """The live process of ``pid_file`` running ``binary``, as /proc on the host shows it."""
-        found = self.proc_argv(binary, pid_file)
-        if found is None:
+        text = self.read_text(pid_file)
+        return self._proc_at(int(text.strip()), binary) if text and text.strip().isdigit() else None
+
+    def _proc_at(self, pid: int, binary: str | Path) -> ProcInfo | None:
+        raw = self.read_bytes(f"/proc/{pid}/cmdline")
+        argv = [a.decode(errors="replace") for a in (raw or b"").split(b"\0") if a]
+        if not argv or Path(argv[0]).name != Path(binary).name:
             return None
-        pid, argv = found
         stat, boot = self.read_text(f"/proc/{pid}/stat"), self.read_text("/proc/stat") or ""
         btime = next((float(ln.split()[1]) for ln in boot.splitlines() if ln.startswith("btime ")), 0.0)
         ticks = int(stat[stat.rindex(")") + 2:].split()[19]) if stat else 0
@@ -165,6 +175,10 @@ class LocalView(HostView):
         """By pid file, else by the owner of ``socket`` (see :func:`spire_migration.node.process.find`)."""
         return process.find(binary, Path(pid_file), Path(socket) if socket else None)
 
+    def command(self, argv: list[str]) -> str | None:
+        res = systemd.run(argv)
+        return res.stdout if res.returncode == 0 else None
+
     def walk(self, root: str | Path) -> list[FileStat]:
         out = []
         if self.stat(root) is None:
@@ -194,6 +208,10 @@ class TestinfraView(HostView):
         if result.rc != 0:
             return None
         return result.stdout_bytes
+
+    def command(self, argv: list[str]) -> str | None:
+        result = self.host.run(" ".join(shlex.quote(a) for a in argv))
+        return result.stdout if result.rc == 0 else None
 
     def stat(self, path: str | Path) -> FileStat | None:
         result = self.host.run(f"stat -L -c '%F|%u|%g|%U|%G|%a' -- {shlex.quote(str(path))}")

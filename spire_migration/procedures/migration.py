@@ -78,7 +78,7 @@ class Migration(JournaledRun):
                               expected="configs SPIRE 1.15 accepts",
                               found="; ".join(f"{f.file}: {f.text}" for f in blocking),
                               remedy="; ".join(f.fix for f in blocking))
-        notes = attestor.check_inputs(self.t)
+        notes = services.check_service_mode(self.t) + attestor.check_inputs(self.t)
         self.node.runtime.check_reachable()
         if not self.node.server.healthy() and services.server_proc(self.t) is None \
                 and not self.journal.done("guide_step_5"):
@@ -231,7 +231,20 @@ class Migration(JournaledRun):
             changes.append(f"stop spire-server pid {server.pid} (it runs the config from before step 4)")
         if (agent := services.agent_proc(self.t)) is not None:
             notes.append(f"spire-agent pid {agent.pid} keeps running on its cached SVID while the server restarts")
+            if stop_server and not self.plan:
+                notes.append(self._served_while_server_down())
         return self.finish("guide_step_5", changes, notes)
+
+    def _served_while_server_down(self) -> str:
+        """One live SVID fetch and mTLS exchange in the workload, the server stopped (evidence only:
+        a failure here is reported, never a reason to leave the server down)."""
+        try:
+            res = self.node.runtime.check(self.t.thresholds.start_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - evidence, not a gate
+            return f"with the server stopped, the workload's check failed: {redact(str(exc))[:200]}"
+        ok = res.get("verified") and res.get("spiffe_id") == self.t.workload.spiffe_id
+        return (f"with the server stopped, the workload {'fetched its SVID from the agent and verified its peer' if ok else 'check answered'}"
+                f" ({redact(str(res))[:160]})")
 
     def _agent_to_switch(self):
         """The running agent if it still is the Phase 3 one (join_token, or started before step 4)."""
@@ -320,7 +333,7 @@ class Migration(JournaledRun):
             problems.append(f"server lists attestation type {record.get('attestation_type')!r}")
         if not any(s.startswith(f"{self.t.attestor.profile}:") for s in sels):
             problems.append(f"no {self.t.attestor.profile} selectors (found {sels})")
-        log = self.t.agent.log.read_text(errors="replace") if self.t.agent.log.exists() else ""
+        log = services.log_text(self.t, "agent")   # agent.log, or the unit's journal
         if "Node attestation was successful" not in log or ident not in log:
             problems.append("the agent log does not show a successful node attestation for this ID")
         if problems:

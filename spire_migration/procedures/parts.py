@@ -304,7 +304,7 @@ class AgentPart(Migration):
         if services.agent_proc(self.t) is None:
             changes += self._start_tpm_agent(identify=services.node_agent_identity)
         ident = services.node_agent_identity(self.t)
-        log = self.t.agent.log.read_text(errors="replace") if self.t.agent.log.exists() else ""
+        log = services.log_text(self.t, "agent")
         problems = []
         if want and ident != want:
             problems.append(f"agent ID {redact(str(ident))} is not {want}")

@@ -154,6 +154,7 @@ class Rollback(JournaledRun):
         self._require_migration()
         for name in CONFIGS:
             self.journal.verify_backup(name)   # refuse before anything is stopped
+        services.check_service_mode(self.t)    # systemd: never beside a unit, no token in ExecStart
         for path in (self.t.server.config, self.t.agent.config):
             refuse_link(path)                  # step 2 would refuse it: stop nothing
         notes: list[str] = []

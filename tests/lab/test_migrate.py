@@ -90,6 +90,13 @@ def test_migrate_then_again_changes_nothing(lab):
     assert first.code == 0, first.output[-4000:]
     assert first.summary["scenarios"]["passed"] == 10 and first.summary["change_count"] > 0
     _assert_migrated(lab, old_id, before)
+    step5 = [c for r in first.summary["results"] if "guide_step_5" in r["tags"] for c in r["checks"]]
+    served = [n for c in step5 for n in c["evidence"].get("served_while_server_stopped", [])]
+    assert served and "fetched its SVID from the agent" in served[0], step5   # make before break: no gap
+    step6 = [c for r in first.summary["results"] if "guide_step_6" in r["tags"] for c in r["checks"]]
+    order = next(c["evidence"]["changes_in_order"] for c in step6 if "changes_in_order" in c["evidence"])
+    made = next(i for i, c in enumerate(order) if c.startswith("created "))
+    assert made < next(i for i, c in enumerate(order) if c.startswith("started spire-agent")), order
     assert "join_token" not in json.dumps(first.summary).replace("<redacted", "") or \
         old_id.rsplit("/", 1)[1] not in json.dumps(first.summary)
     second = lab.run_suite("-m", "migrate")

@@ -1,4 +1,4 @@
-"""Workload runtimes: where the guide's Python application runs (docker or kubernetes).
+"""Workload runtimes: where the guide's Python application runs (docker, kubernetes or systemd).
 
 >>> from spire_migration.config.target import Target
 >>> rt = get_runtime(Target.from_dict({"workload": {"docker_host": "unix:///tmp/nowhere.sock"}}))
@@ -28,4 +28,7 @@ def get_runtime(target: "Target") -> WorkloadRuntime:
     if kind == "kubernetes":
         from spire_migration.node.runtimes.kubernetes import KubernetesRuntime
         return KubernetesRuntime(target)
-    raise WorkloadError("unknown workload runtime", expected="docker or kubernetes", found=repr(kind))
+    if kind == "systemd":
+        from spire_migration.node.runtimes.systemd import SystemdRuntime
+        return SystemdRuntime(target)
+    raise WorkloadError("unknown workload runtime", expected="docker, kubernetes or systemd", found=repr(kind))

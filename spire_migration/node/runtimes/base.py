@@ -83,6 +83,10 @@ class WorkloadRuntime(ABC):
         """Run the app's ``check`` mode inside the workload; its JSON line as a dict."""
 
     # -- shared ---------------------------------------------------------------------
+    def selectors(self, instance: WorkloadInstance) -> set[str]:
+        """The selectors SPIRE's workload attestor sees for ``instance`` (docker: its labels)."""
+        return {f"docker:label:{k}:{v}" for k, v in instance.labels.items()}
+
     def wait_for_log(self, instance: WorkloadInstance, text: str, timeout: float,
                      since: datetime | None = None, poll: float = 0.5) -> str:
         """Poll the logs until a line contains *text*; return that line."""
