@@ -181,14 +181,14 @@ def log_source(t: Target, component: str) -> str:
 
 
 def log_text(t: Target, component: str) -> str:
-    """The component's whole log on this machine (the unit's journal, or the log file); "" when none."""
+    """The component's whole log on this machine (the unit's journal, then the log file: a unit may
+    send SPIRE's output there, ``StandardOutput=append:<log>``); "" when none."""
     spec = _component(t, component)[0]
-    if spec.unit:
-        return systemd.journal(spec.unit)
+    text = systemd.journal(spec.unit) if spec.unit else ""
     try:
-        return spec.log.read_text(errors="replace")
+        return text + spec.log.read_text(errors="replace")
     except OSError:
-        return ""
+        return text
 
 
 def log_tail(t: Target, component: str, lines: int = 12) -> str:

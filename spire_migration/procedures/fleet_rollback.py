@@ -395,10 +395,10 @@ class AgentRollback(Rollback):
         if redact(str(ident)) != want:
             raise MigrationError("the agent is not the join_token agent of the new token", expected=want,
                                  found=redact(str(ident)), remedy="read the agent log")
-        log = self.t.agent.log.read_text(errors="replace") if self.t.agent.log.exists() else ""
+        log = services.log_text(self.t, "agent")
         if "Node attestation was successful" not in log:
             raise MigrationError("the agent log shows no successful node attestation", expected="a successful one",
-                                 found="none", remedy=f"read {self.t.agent.log}")
+                                 found="none", remedy="read the agent log")
         self.token_file().unlink()
         changes.append(f"removed {self.token_file()}")
         handoff = RollbackHandoff(self.t.node, want, str(self.tpm_agent()), self.t.trust_domain)
@@ -425,8 +425,9 @@ class AgentRollback(Rollback):
             rt.deploy(3, None, timeout=self.t.thresholds.start_timeout_s)
         since = self.journal.fact("rollback_deployed_at")
         since_dt = datetime.fromisoformat(since) if since else None
-        for inst in [i for i in rt.instances() if "client" in i.name and i.state.lower() == "running"]:
-            rt.wait_for_log(inst, "VERIFIED", self.t.thresholds.start_timeout_s, since_dt)
+        for inst in [i for i in rt.instances() if i.phase == 3 and i.state.lower() == "running"]:
+            for line in ("Successfully fetched SVIDs", "VERIFIED"):
+                rt.wait_for_log(inst, line, self.t.thresholds.start_timeout_s, since_dt)
         results = [premigration.agent_running(self.node), premigration.workload_verified(self.node, since_dt)]
         ident = services.node_agent_identity(self.t)
         problems = [r.message() for r in results if not r.ok]
