@@ -246,6 +246,7 @@ class AgentRollback(Rollback):
     STEPS = ("node_stop_tpm_agent", "node_restore_agent_conf", "node_start_join_token_agent", "node_verify_phase3")
     #: kept under backups/cycle-N/ once the rollback is complete
     cycle_backups = Rollback.cycle_backups + (TPM_CONF, TPM_AGENT_DATA)
+    _join_token_proven = False
 
     # -- the token the server host issued ---------------------------------------------
     def token_file(self) -> Path:
@@ -282,8 +283,8 @@ class AgentRollback(Rollback):
         try:
             return perform()
         except Exception as exc:
-            if self.plan or not self.journal.has_backup(TPM_CONF):
-                raise
+            if self.plan or not self.journal.has_backup(TPM_CONF) or self._join_token_proven:
+                raise   # nothing stopped yet, or the join_token agent already serves: no put-back
             cause = redact(str(exc))
             try:
                 done = self.put_tpm_agent_back()
@@ -380,9 +381,11 @@ class AgentRollback(Rollback):
 
     def _start_join_token_agent(self) -> StepResult:
         changes: list[str] = []
-        token = self.read_token()
         ident = services.node_agent_identity(self.t) if services.agent_proc(self.t) else None
-        if not is_join_token_agent(ident):
+        if is_join_token_agent(ident):   # resumed: the agent attested with the new token before
+            want = redact(str(ident))
+        else:
+            token = self.read_token()
             if services.agent_proc(self.t) is not None:
                 changes.append(f"stopped spire-agent pid {services.stop_agent(self.t).pid}")
             if services.forget_agent_svid(self.t):
@@ -391,16 +394,18 @@ class AgentRollback(Rollback):
             ident = services.wait_agent_ready(self.t, info, services.node_agent_identity)
             changes.append(f"started spire-agent pid {info.pid} with the new join token (a 0600 file, removed): "
                            f"it attested as {redact(ident)}")
-        want = redacted_join_token_id(self.t.trust_domain, fingerprint(token.reveal()))
-        if redact(str(ident)) != want:
-            raise MigrationError("the agent is not the join_token agent of the new token", expected=want,
-                                 found=redact(str(ident)), remedy="read the agent log")
+            want = redacted_join_token_id(self.t.trust_domain, fingerprint(token.reveal()))
+            if redact(str(ident)) != want:
+                raise MigrationError("the agent is not the join_token agent of the new token", expected=want,
+                                     found=redact(str(ident)), remedy="read the agent log")
+        self._join_token_proven = True   # from here on a failure leaves this agent serving
         log = services.log_text(self.t, "agent")
         if "Node attestation was successful" not in log:
             raise MigrationError("the agent log shows no successful node attestation", expected="a successful one",
                                  found="none", remedy="read the agent log")
-        self.token_file().unlink()
-        changes.append(f"removed {self.token_file()}")
+        if self.token_file().exists():
+            self.token_file().unlink()
+            changes.append(f"removed {self.token_file()}")
         handoff = RollbackHandoff(self.t.node, want, str(self.tpm_agent()), self.t.trust_domain)
         write_file(self.t.journal_root / ROLLBACK_HANDOFF, handoff.to_json(), mode=0o600)
         changes.append(f"wrote the rollback handoff for the server host to {self.t.journal_root / ROLLBACK_HANDOFF}")
