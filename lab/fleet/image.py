@@ -50,11 +50,10 @@ def units(python: str, app: str) -> dict[str, str]:
     spire = f"WorkingDirectory={OPT_SPIRE}\n"
     return {
         "spire-server.service": _service(
-            "SPIRE Server", f"ExecStart={OPT_SPIRE}/bin/spire-server run -config {SERVER_CONF}\n{spire}"
-            f"StandardOutput=append:{OPT_SPIRE}/server.log\nStandardError=inherit\n"),
+            "SPIRE Server", f"ExecStart={OPT_SPIRE}/bin/spire-server run -config {SERVER_CONF}\n{spire}"),
         "spire-agent.service": _service(
-            "SPIRE Agent", f"ExecStart={OPT_SPIRE}/bin/spire-agent run -config {AGENT_CONF}\n{spire}"
-            f"StandardOutput=append:{OPT_SPIRE}/agent.log\nStandardError=inherit\n", after="swtpm.service"),
+            "SPIRE Agent", f"ExecStart={OPT_SPIRE}/bin/spire-agent run -config {AGENT_CONF}\n{spire}",
+            after="swtpm.service"),
         "swtpm.service": _service(
             f"software TPM at {TPM_DEVICE}",
             f"Type=forking\nPIDFile=/run/swtpm.pid\nExecStartPre=/bin/rm -f {TPM_DEVICE} {TPM_DEVICE}.ctrl\n"

@@ -175,18 +175,11 @@ def _wait_agent_host(docker: Docker, lay: FleetLayout, h: Host, timeout: float =
              timeout=timeout, what=f"spire-agent healthy on {h.name}", error=LabError)
         hosts.wait_log(docker, c, "mtls-app.service", "VERIFIED", timeout=timeout)
     except LabError as exc:
-        tail = "\n".join(_tail(h.outside(OPT_SPIRE / "agent.log")).splitlines()[-8:])
+        tail = "\n".join(hosts.journal(docker, c, "spire-agent.service").splitlines()[-8:])
         app = "\n".join(hosts.journal(docker, c, "mtls-app.service").splitlines()[-4:])
-        raise LabError(exc.message, expected=exc.expected, found=redact(f"{exc.found}\nagent.log:\n{tail}\n"
+        raise LabError(exc.message, expected=exc.expected, found=redact(f"{exc.found}\nspire-agent:\n{tail}\n"
                                                                         f"mtls-app:\n{app}"),
                        remedy=f"docker -H {docker.host} exec {c} journalctl -b") from exc
-
-
-def _tail(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")[-4000:]
-    except OSError:
-        return "(none)"
 
 
 def ssh_argv(lay: FleetLayout, h: Host | dict, *command: str) -> list[str]:

@@ -82,38 +82,19 @@ def agent_files(agent: Host, server_ip: str, bundle_pem: str, token: str) -> Non
                                      join_token_file=JOIN_TOKEN), mode=0o644)
 
 
-SYSTEMD_BEGIN = "# --- BEGIN systemd keys (unknown to Target.load until the suite's systemd support lands) ---"
-SYSTEMD_END = "# --- END systemd keys ---"
-
-
-def _systemd_block(*lines: str) -> list[str]:
-    return [SYSTEMD_BEGIN, *lines, SYSTEMD_END]
-
-
 def target_toml(host: Host) -> str:
-    """The host's target description: the guide's defaults, and the lines this lab needs. The keys
-    of the systemd runtime stand in marked blocks (see :func:`without_systemd_keys`)."""
+    """The host's target description: the guide's defaults, and the lines this lab needs
+    (SPIRE and the workload under systemd, the swtpm socket at the guide's device path)."""
     lines = [f"# Target description of lab host {host.name} (written by `python -m lab up --fleet`).",
              "# Every path is the guide's default.", f'node = "{host.name}"', ""]
     if host.role == "server":
-        lines += ["[server]", *_systemd_block('unit = "spire-server.service"'), ""]
+        lines += ["[server]", 'unit = "spire-server.service"', ""]
     else:
-        lines += ["[agent]", *_systemd_block('unit = "spire-agent.service"'), "",
+        lines += ["[agent]", 'unit = "spire-agent.service"', "",
                   "[tpm]", f'tcti = "swtpm:path={TPM_DEVICE}"', "",
-                  "[workload]", f'selectors = ["unix:uid:{WORKLOAD_UID}"]',
-                  *_systemd_block('runtime = "systemd"', 'unit = "mtls-app.service"'), ""]
+                  "[workload]", 'runtime = "systemd"', 'unit = "mtls-app.service"',
+                  f'selectors = ["unix:uid:{WORKLOAD_UID}"]', ""]
     return "\n".join(lines)
-
-
-def without_systemd_keys(text: str) -> str:
-    """The target text less its marked systemd blocks: what today's Target.load accepts."""
-    out, inside = [], False
-    for line in text.splitlines():
-        if line == SYSTEMD_BEGIN or line == SYSTEMD_END:
-            inside = line == SYSTEMD_BEGIN
-        elif not inside:
-            out.append(line)
-    return "\n".join(out) + "\n"
 
 
 def write_target(host: Host) -> None:

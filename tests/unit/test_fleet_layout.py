@@ -59,18 +59,15 @@ def test_inventory_has_both_groups_and_ssh_settings_per_host() -> None:
     assert "StrictHostKeyChecking=yes" in words["ansible_ssh_common_args"]
 
 
-def test_targets_hold_the_guides_paths_and_marked_systemd_keys() -> None:
+def test_targets_hold_the_guides_paths_and_the_systemd_units() -> None:
     lay = FleetLayout(ROOT)
     for name, ip in (("server", "10.231.5.10"), ("node-1", "10.231.5.11")):
-        text = provision.target_toml(lay.host(name, ip))
-        whole = tomllib.loads(text)                                   # valid TOML with the marked keys
-        t = Target.from_dict(tomllib.loads(provision.without_systemd_keys(text)))   # and without them
+        t = Target.from_dict(tomllib.loads(provision.target_toml(lay.host(name, ip))))
         assert t.node == name and t.server.config == Path("/opt/spire/conf/server/server.conf")
-        assert "unit" not in provision.without_systemd_keys(text)
-        assert whole.get("server", whole.get("agent"))["unit"].endswith(".service")
+        assert (t.server.unit if name == "server" else t.agent.unit).endswith(".service")
     agent = tomllib.loads(provision.target_toml(lay.host("node-1", "10.231.5.11")))
     assert agent["tpm"]["tcti"] == "swtpm:path=/dev/tpmrm0"
-    assert agent["workload"] == {"selectors": ["unix:uid:1001"], "runtime": "systemd", "unit": "mtls-app.service"}
+    assert agent["workload"] == {"runtime": "systemd", "unit": "mtls-app.service", "selectors": ["unix:uid:1001"]}
     assert agent["agent"] == {"unit": "spire-agent.service"}
 
 
