@@ -45,7 +45,7 @@ from spire_migration.node import services
 from spire_migration.node.spiffe_ids import is_join_token_agent, is_tpm_agent
 from spire_migration.node.spire import id_str, selector_strs
 from spire_migration.procedures import restore
-from spire_migration.procedures.parts import Handoff, handoff_fields
+from spire_migration.procedures.parts import Handoff, check_new_agent, handoff_fields
 from spire_migration.procedures.reregister import apply_break, apply_make, reparent_plan
 from spire_migration.procedures.rollback import Rollback
 from spire_migration.procedures.steprun import JournaledRun, StepResult
@@ -140,9 +140,7 @@ class RollbackToken(ServerSide):
     def issue(self) -> StepResult:
         """Rollback step 3, the server's first half: a new join token for the node, only in a 0600
         file; the TPM agent's entries made for the join_token agent ID the token gives."""
-        from spire_migration.procedures.parts import Registration
-
-        Registration(self.t, self.journal, self.handoff, plan=True)._check_new_agent()
+        check_new_agent(self.t, self.handoff)
         h, server, path = self.handoff, services.server_cli(self.t), token_path(self.journal.root)
         if self.token_agent() is not None or (not self.tpm_listed() and self.journal.done("rollback_step_3_break")):
             return self.finish("rollback_step_3_token", [], [f"{h.node} already attested with its new join token"])

@@ -319,6 +319,25 @@ class AgentPart(Migration):
 
 
 # -- the registration, on the server host for one node ----------------------------------
+def check_new_agent(t: Target, h: Handoff) -> None:
+    """The handoff's new agent ID is the one the node's DevID certificate gives, under the server's
+    DevID CA (``t`` is the server host's target); a ConfigError otherwise."""
+    if h.profile != "tpm_devid":
+        return
+    try:
+        cert = x509.load_pem_x509_certificate(h.devid_cert.encode())
+    except ValueError as exc:
+        raise ConfigError("the handoff's DevID certificate is not a PEM certificate", expected="PEM",
+                          found=str(exc)) from exc
+    derived = tpm.devid_agent_id_of(cert, t.trust_domain)
+    cas = x509.load_pem_x509_certificates(Path(t.attestor.devid_ca).read_bytes())
+    if derived != h.new_agent or not tpm.issued_by_any(cert, cas):
+        raise ConfigError(f"the handoff of {h.node} names an agent ID its DevID certificate does not give",
+                          expected=f"{h.new_agent} = the sha1 of a DevID certificate issued by {t.attestor.devid_ca}",
+                          found=f"{derived}, issued by {cert.issuer.rfc4514_string()}",
+                          remedy="run agent-prepare on that node again; never edit a handoff by hand")
+
+
 class Registration(JournaledRun):
     """Make and break for one node, on the server host, from that node's handoff."""
 
@@ -328,24 +347,6 @@ class Registration(JournaledRun):
                  log=lambda s: None) -> None:
         super().__init__(target, journal, plan, log)
         self.handoff = handoff
-
-    def _check_new_agent(self) -> None:
-        """The new agent ID is the one the node's DevID certificate gives, under the server's DevID CA."""
-        h = self.handoff
-        if h.profile != "tpm_devid":
-            return
-        try:
-            cert = x509.load_pem_x509_certificate(h.devid_cert.encode())
-        except ValueError as exc:
-            raise ConfigError("the handoff's DevID certificate is not a PEM certificate", expected="PEM",
-                              found=str(exc)) from exc
-        derived = tpm.devid_agent_id_of(cert, self.t.trust_domain)
-        cas = x509.load_pem_x509_certificates(Path(self.t.attestor.devid_ca).read_bytes())
-        if derived != h.new_agent or not tpm.issued_by_any(cert, cas):
-            raise ConfigError(f"the handoff of {h.node} names an agent ID its DevID certificate does not give",
-                              expected=f"{h.new_agent} = the sha1 of a DevID certificate issued by {self.t.attestor.devid_ca}",
-                              found=f"{derived}, issued by {cert.issuer.rfc4514_string()}",
-                              remedy="run agent-prepare on that node again; never edit a handoff by hand")
 
     def old_agent(self) -> str | None:
         """The join_token agent the handoff names (by its redacted ID); None once evicted."""
@@ -369,7 +370,7 @@ class Registration(JournaledRun):
     def make(self) -> StepResult:
         """Step 8, make: every entry of the old agent (and every node alias selecting it) copied
         for the new agent ID, before the node's agent switches; nothing is deleted."""
-        self._check_new_agent()
+        check_new_agent(self.t, self.handoff)
         self._server_has_tpm_attestor()
         h, server = self.handoff, services.server_cli(self.t)
         old = self.old_agent()

@@ -31,12 +31,13 @@ PARTS = ("server", "agent-prepare", "make", "agent-switch", "break", "agent-fini
 
 
 def _run(lab, part: str, target: Path, handoff: Path | None = None,
-         command: str = "migrate") -> tuple[int, str, dict]:
+         command: str = "migrate", *extra: str) -> tuple[int, str, dict]:
     summary = Path(tempfile.mkstemp(prefix="summary-", suffix=".json", dir=lab.root)[1])
     cmd = [sys.executable, "-m", "spire_migration.cli", command, "--part", part, "--target", str(target),
            "--summary", str(summary), "-q", "--progress", "off"]
     if handoff is not None:
         cmd += ["--handoff", str(handoff)]
+    cmd += list(extra)
     proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, timeout=600)
     text = summary.read_text() if summary.stat().st_size else "{}"
     summary.unlink()

@@ -50,9 +50,9 @@ def lab():
         the_lab.down()
 
 
-def _part(lab, hosts, part: str, handoff=None, command: str = "migrate"):
+def _part(lab, hosts, part: str, handoff=None, command: str = "migrate", *extra: str):
     server_target, agent_target = hosts
-    return _run(lab, part, server_target if part in SERVER_PARTS else agent_target, handoff, command)
+    return _run(lab, part, server_target if part in SERVER_PARTS else agent_target, handoff, command, *extra)
 
 
 def test_a_node_rolls_back_in_parts_and_the_token_shows_nowhere(lab, hosts):
@@ -68,6 +68,13 @@ def test_a_node_rolls_back_in_parts_and_the_token_shows_nowhere(lab, hosts):
     assert workload_entries
 
     pid = services.agent_proc(t).pid
+    entries_before = server.entries()
+    for part, h in (("token", handoff), ("agent", None)):   # a plan changes nothing
+        code, out, summary = _part(lab, hosts, part, h, "rollback", "--plan")
+        assert code == 0 and _changes(summary), f"{part} --plan: {out[-3000:]}"
+    assert not token_path(t.journal_root).exists() and server.entries() == entries_before
+    assert services.agent_proc(t).pid == pid
+
     code, out, _ = _part(lab, hosts, "agent", None, "rollback")   # no token yet: nothing is stopped
     assert code != 0 and "no join token for this node's rollback" in out, out[-3000:]
     assert services.agent_proc(t).pid == pid and services.node_agent_identity(t) == tpm_agent
