@@ -34,6 +34,10 @@ PINNED = ("-c", "--config-file", "--rootdir", "--confcutdir", "-o", "--override-
 USAGE_ERROR = 4
 #: migrate --part: the fleet parts, in the order a node goes through them (features 09, 10)
 PARTS = ("server", "agent-prepare", "make", "agent-switch", "break", "agent-finish")
+#: rollback --part: one node of a fleet back to Phase 3, in this order (feature 11)
+ROLLBACK_PARTS = ("token", "agent", "reparent")
+#: the parts that run on the server host, from a node's handoff (--handoff FILE)
+HANDOFF_PARTS = ("make", "break", "token", "reparent")
 
 
 def suite_dir() -> Path:
@@ -58,10 +62,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, metavar="FILE", help="target description (TOML)")
     p.add_argument("--node", metavar="NAME", help="this node of a fleet (target-NAME.toml next to --target)")
     p.add_argument("--plan", action="store_true", help="dry run: what each step would change")
-    p.add_argument("--part", choices=PARTS, metavar="PART",
+    p.add_argument("--part", choices=PARTS + tuple(p for p in ROLLBACK_PARTS if p not in PARTS), metavar="PART",
                    help="migrate one part of a fleet migration: " + ", ".join(PARTS) +
-                        " (server, make and break on the server host; the others on the agent node)")
-    p.add_argument("--handoff", metavar="FILE", help="with --part make|break: the node's handoff.json")
+                        " (server, make and break on the server host; the others on the agent node); "
+                        "rollback one node of a fleet: " + ", ".join(ROLLBACK_PARTS) +
+                        " (token and reparent on the server host, agent on the node)")
+    p.add_argument("--handoff", metavar="FILE",
+                   help="with --part make|break|token: the node's handoff.json; with --part reparent: "
+                        "its rollback-handoff.json")
     for name, what in (("report", "Markdown report"), ("summary", "run summary JSON"),
                        ("junitxml", "JUnit XML"), ("cucumberjson", "cucumber JSON")):
         p.add_argument(f"--{name}", metavar="FILE", help=f"write the {what} to FILE")
@@ -79,7 +87,9 @@ def _refuse(message: str) -> int:
 def pytest_args(args: argparse.Namespace, passthrough: list[str], base: Path) -> list[str]:
     """The pinned pytest command line of one run."""
     marker = MARKERS[args.command]
-    if args.part:
+    if args.part and args.command == "rollback":
+        marker = f"fleet_rollback and part_rollback_{args.part}"
+    elif args.part:
         marker = f"fleet and part_{args.part.replace('-', '_')}"
     out = ["-c", str(PACKAGE_INI), "--rootdir", str(base), "-p", "no:cacheprovider",
            "-p", "fixtures.suite", "-m", marker,
@@ -100,10 +110,13 @@ def check_inputs(args: argparse.Namespace, passthrough: list[str]) -> str | None
         if opt.split("=", 1)[0] in PINNED or short:
             return (f"option {opt} is not allowed here: the entry point pins pytest's config, rootdir, "
                     f"plugins and marker (run pytest from a checkout for anything else)")
-    if args.part and args.command != "migrate":
-        return "--part goes with migrate"
-    if (args.part in ("make", "break")) != bool(args.handoff):
-        return "--handoff FILE goes with --part make or --part break, and they need it"
+    if args.part and args.command not in ("migrate", "rollback"):
+        return "--part goes with migrate or rollback"
+    if args.part and args.part not in {"migrate": PARTS, "rollback": ROLLBACK_PARTS}[args.command]:
+        parts = PARTS if args.command == "migrate" else ROLLBACK_PARTS
+        return f"{args.command} --part takes one of {', '.join(parts)}, not {args.part}"
+    if (args.part in HANDOFF_PARTS) != bool(args.handoff):
+        return f"--handoff FILE goes with --part {'|'.join(HANDOFF_PARTS)}, and they need it"
     try:
         if args.node is not None:
             check_node_name(args.node)

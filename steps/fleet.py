@@ -3,8 +3,9 @@ each When performs one step of it, each Then proves it (spire_migration/checks/f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_bdd import given, when
@@ -22,24 +23,24 @@ PARTS = {"part_server": ServerPart, "part_agent_prepare": AgentPart, "part_agent
          "part_agent_finish": AgentPart, "part_make": Registration, "part_break": Registration}
 
 
-@pytest.fixture(scope="session")
-def handoff(pytestconfig: pytest.Config, target: Target) -> Handoff:
-    """The node's handoff (``--handoff FILE``), checked against the server host's target."""
+def handoff_text(pytestconfig: pytest.Config, parts: str, name: str) -> str:
+    """The text of ``--handoff FILE`` (the node's ``name``), which the server-host ``parts`` need."""
     path = pytestconfig.getoption("--handoff")
     if not path:
-        raise TargetError("the make and break parts need the node's handoff", expected="--handoff FILE",
-                          found="none", remedy="copy the node's handoff.json to the server host and pass it")
-    h = Handoff.parse(Path(path).read_text(), target.trust_domain, target.attestor.profile)
-    if h.node == target.node:
+        raise TargetError(f"the {parts} parts need the node's {name}", expected="--handoff FILE",
+                          found="none", remedy=f"copy the node's {name} to the server host and pass it")
+    return Path(path).read_text()
+
+
+def not_this_node(node: str, target: Target) -> None:
+    if node == target.node:
         raise TargetError("the handoff names the server host's own node", expected="an agent node's name",
-                          found=h.node, remedy="give each host its own node name in its target")
-    return h
+                          found=node, remedy="give each host its own node name in its target")
 
 
-@pytest.fixture(scope="session")
-def handoff_journal(target: Target, handoff: Handoff, plan_only: bool) -> Iterator[Journal]:
-    """The server host's journal of the handoff's node (its make and break), locked."""
-    journal = Journal(target.journal.dir / handoff.node)
+def server_journal_of(target: Target, node: str, plan_only: bool) -> Iterator[Journal]:
+    """The server host's journal of an agent node, locked (a plan takes no lock)."""
+    journal = Journal(target.journal.dir / node)
     if plan_only:
         yield journal
         return
@@ -47,15 +48,36 @@ def handoff_journal(target: Target, handoff: Handoff, plan_only: bool) -> Iterat
         yield journal
 
 
-@given("the fleet migration part of the target node", target_fixture="migration")
-def _part(request: pytest.FixtureRequest, target: Target, plan_only: bool, set_fact):
-    """The part the scenario's tag names, on the journal it works with."""
-    tag = next((t for t in PARTS if request.node.get_closest_marker(t)), None)
+def part_class(request: pytest.FixtureRequest, parts: dict[str, type], target: Target, plan_only: bool,
+               set_fact) -> type:
+    """The class of the part the scenario's tag names (one of ``parts``)."""
+    tag = next((t for t in parts if request.node.get_closest_marker(t)), None)
     set_fact("_target", target)
     set_fact("plan", plan_only)
     if tag is None:
-        raise TargetError("a fleet scenario without a part tag", expected=" or ".join(PARTS), found="none")
-    kind = PARTS[tag]
+        raise TargetError("a fleet scenario without a part tag", expected=" or ".join(parts), found="none")
+    return parts[tag]
+
+
+@pytest.fixture(scope="session")
+def handoff(pytestconfig: pytest.Config, target: Target) -> Handoff:
+    """The node's handoff (``--handoff FILE``), checked against the server host's target."""
+    h = Handoff.parse(handoff_text(pytestconfig, "make and break", "handoff.json"), target.trust_domain,
+                      target.attestor.profile)
+    not_this_node(h.node, target)
+    return h
+
+
+@pytest.fixture(scope="session")
+def handoff_journal(target: Target, handoff: Handoff, plan_only: bool) -> Iterator[Journal]:
+    """The server host's journal of the handoff's node (its make and break), locked."""
+    yield from server_journal_of(target, handoff.node, plan_only)
+
+
+@given("the fleet migration part of the target node", target_fixture="migration")
+def _part(request: pytest.FixtureRequest, target: Target, plan_only: bool, set_fact):
+    """The part the scenario's tag names, on the journal it works with."""
+    kind = part_class(request, PARTS, target, plan_only, set_fact)
     if kind is Registration:
         return Registration(target, request.getfixturevalue("handoff_journal"),
                             request.getfixturevalue("handoff"), plan=plan_only, log=print)
@@ -82,22 +104,36 @@ WHEN = (
 )
 
 
-def _bind(sentence: str, method: str) -> None:
-    @when(sentence, target_fixture="outcome", stacklevel=2)
-    def _step(migration, record_changes, set_fact):
-        result = getattr(migration, method)()
-        record_changes(f"fleet_{method.strip('_')}", result.changes)
-        if method == "agent_verify":
-            set_fact("phase_before", migration.agent_phase().value)
-            set_fact("agent_before", migration.journal.fact("old_agent_id"))
-        if method in ("agent_switch", "step10_verify"):
-            set_fact("agent_after", migration.new_agent_id())
-            set_fact("phase", migration.agent_phase().value)
+def bind_part_whens(rows: Iterable[tuple[str, str]], *, part: str, outcome: str, prefix: str,
+                    facts: Callable[[Any, str, Any, Callable[[str, Any], None]], None]) -> None:
+    """Bind each row ``(sentence, method)`` as the When that runs ``method`` of the ``part``
+    fixture, records its changes as ``<prefix>_<method>`` and its facts(part, method, result,
+    set_fact), and returns its StepResult as the ``outcome`` fixture. Call it at the top of a
+    step module: the steps are registered in that module."""
+    for sentence, method in rows:
+        _bind_part_when(sentence, method, part, outcome, prefix, facts)
+
+
+def _bind_part_when(sentence: str, method: str, part: str, outcome: str, prefix: str, facts) -> None:
+    @when(sentence, target_fixture=outcome, stacklevel=3)
+    def _step(request: pytest.FixtureRequest, record_changes, set_fact):
+        run = request.getfixturevalue(part)
+        result = getattr(run, method)()
+        record_changes(f"{prefix}_{method.strip('_')}", result.changes)
+        facts(run, method, result, set_fact)
         return result
 
 
-for _sentence, _method in WHEN:
-    _bind(_sentence, _method)
+def _facts(migration, method: str, result, set_fact) -> None:
+    if method == "agent_verify":
+        set_fact("phase_before", migration.agent_phase().value)
+        set_fact("agent_before", migration.journal.fact("old_agent_id"))
+    if method in ("agent_switch", "step10_verify"):
+        set_fact("agent_after", migration.new_agent_id())
+        set_fact("phase", migration.agent_phase().value)
+
+
+bind_part_whens(WHEN, part="migration", outcome="outcome", prefix="fleet", facts=_facts)
 
 bind_thens(outcome="outcome", rows=(
     ("every agent the server listed before its restart is listed after it", proofs.agents_kept, "migration"),

@@ -93,11 +93,13 @@ def start_server(t: Target) -> ProcInfo:
     return info
 
 
-def start_agent(t: Target, join_token: Secret | None = None) -> ProcInfo:
+def start_agent(t: Target, join_token: Secret | None = None,
+                identify: Callable[[Target], str | None] | None = None) -> ProcInfo:
     """Start the agent; with ``join_token`` it attests by join_token whatever its config says.
 
     Pid mode: the token goes in a 0600 file (``-joinTokenFile``) that lives only until
-    the agent has attested: with a token this returns once the agent is ready.
+    the agent has attested: with a token this returns once the agent is ready (proven by
+    ``identify``, see :func:`wait_agent_ready`).
     With ``agent.unit`` the unit reads agent.conf only: the token goes in the 0600 file its
     ``join_token_file`` names (Phase 3 under systemd; SPIRE reads it at every start, so it stays,
     spent once the agent has attested), and this returns once the agent is active and healthy.
@@ -117,7 +119,7 @@ def start_agent(t: Target, join_token: Secret | None = None) -> ProcInfo:
         return process.start(argv, log=t.agent.log, pid_file=t.agent.pid_file)
     with secret_file(Secret(join_token), "join_token") as path:
         info = process.start(argv + ["-joinTokenFile", str(path)], log=t.agent.log, pid_file=t.agent.pid_file)
-        wait_agent_ready(t, info)
+        wait_agent_ready(t, info, identify)
     return info
 
 
@@ -180,11 +182,8 @@ def log_source(t: Target, component: str) -> str:
 
 
 def log_text(t: Target, component: str) -> str:
-    """The component's whole log on this machine (the unit's journal, or the log file); "" when none.
-
-    A unit that writes its output to a file (``StandardOutput=append:FILE``, as the fleet lab's
-    do: SPIRE logs its join_token agent ID, kept out of journald) is read from the target's log
-    file."""
+    """The component's whole log on this machine: the unit's journal, or the log file (no unit, or a
+    unit that sends its output to a file: ``StandardOutput=append:FILE``); "" when none."""
     spec = _component(t, component)[0]
     if spec.unit and not systemd.logs_to_file(spec.unit):
         return systemd.journal(spec.unit)

@@ -13,6 +13,7 @@ import math
 import os
 import shlex
 import subprocess
+import shutil
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -290,13 +291,15 @@ class SpireServer:
             raise SpireError(f"spire-server {' '.join(args[:2])} through {self.runner.name}",
                              expected="batch files on the server's own host", found="a remote server",
                              remedy="re-register on the server host (fleet/migrate.yml delegates it there)")
-        fd, path = tempfile.mkstemp(prefix="spire-batch-", suffix=".json")
+        folder = tempfile.mkdtemp(prefix="spire-batch-")   # 0700: entries may name an unspent token's agent
+        path = os.path.join(folder, "batch.json")
         try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w") as fh:
                 json.dump(payload, fh)
             return self.json(*args, path)
         finally:
-            os.unlink(path)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class SpireAgent:

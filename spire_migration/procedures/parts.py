@@ -79,23 +79,10 @@ class Handoff:
     @classmethod
     def parse(cls, text: str, trust_domain: str, profile: str) -> "Handoff":
         """Parse and check a handoff against the server's own target; a ConfigError otherwise."""
-        def bad(found: str) -> ConfigError:
-            return ConfigError("the node's handoff is not acceptable", expected=(
-                f"a JSON object with exactly {sorted(cls.__dataclass_fields__)}: a node name, the redacted "
-                f"join_token agent ID, a {profile} agent ID in {trust_domain}"), found=found,
-                remedy="run the agent part (agent-prepare) on that node again and copy its handoff.json")
-
-        if len(text) > _MAX_HANDOFF:
-            raise bad(f"{len(text)} bytes")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise bad(f"not JSON ({exc.msg})") from exc
-        if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__) or \
-                not all(isinstance(v, str) for v in data.values()):
-            raise bad(redact(repr(sorted(data) if isinstance(data, dict) else type(data).__name__)))
+        data, bad = handoff_fields(cls, text, "handoff", f"a node name, the redacted join_token agent ID, a "
+                                   f"{profile} agent ID in {trust_domain}",
+                                   "run the agent part (agent-prepare) on that node again and copy its handoff.json")
         h = cls(**data)
-        check_node_name(h.node)
         if h.trust_domain != trust_domain or h.profile != profile:
             raise bad(f"trust domain {h.trust_domain!r}, profile {h.profile!r}")
         m = _REDACTED_JOIN_TOKEN_ID.fullmatch(h.old_agent)
@@ -104,6 +91,26 @@ class Handoff:
         if agent_kind(h.new_agent) != profile or not h.new_agent.startswith(f"spiffe://{trust_domain}/"):
             raise bad(f"new agent {h.new_agent!r}")
         return h
+
+
+def handoff_fields(cls: type, text: str, what: str, names: str, remedy: str) -> tuple[dict[str, str], Any]:
+    """The fields of a handoff's JSON text (exactly the dataclass ``cls``'s, every one a string,
+    the node's name allowed) and ``bad(found)``, the ConfigError for a field the caller refuses."""
+    def bad(found: str) -> ConfigError:
+        return ConfigError(f"the node's {what} is not acceptable", expected=(
+            f"a JSON object with exactly {sorted(cls.__dataclass_fields__)}: {names}"), found=found, remedy=remedy)
+
+    if len(text) > _MAX_HANDOFF:
+        raise bad(f"{len(text)} bytes")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise bad(f"not JSON ({exc.msg})") from exc
+    if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__) or \
+            not all(isinstance(v, str) for v in data.values()):
+        raise bad(redact(repr(sorted(data) if isinstance(data, dict) else type(data).__name__)))
+    check_node_name(data["node"])
+    return data, bad
 
 
 def handoff_path(t: Target) -> Path:
@@ -314,6 +321,25 @@ class AgentPart(Migration):
 
 
 # -- the registration, on the server host for one node ----------------------------------
+def check_new_agent(t: Target, h: Handoff) -> None:
+    """The handoff's new agent ID is the one the node's DevID certificate gives, under the server's
+    DevID CA (``t`` is the server host's target); a ConfigError otherwise."""
+    if h.profile != "tpm_devid":
+        return
+    try:
+        cert = x509.load_pem_x509_certificate(h.devid_cert.encode())
+    except ValueError as exc:
+        raise ConfigError("the handoff's DevID certificate is not a PEM certificate", expected="PEM",
+                          found=str(exc)) from exc
+    derived = tpm.devid_agent_id_of(cert, t.trust_domain)
+    cas = x509.load_pem_x509_certificates(Path(t.attestor.devid_ca).read_bytes())
+    if derived != h.new_agent or not tpm.issued_by_any(cert, cas):
+        raise ConfigError(f"the handoff of {h.node} names an agent ID its DevID certificate does not give",
+                          expected=f"{h.new_agent} = the sha1 of a DevID certificate issued by {t.attestor.devid_ca}",
+                          found=f"{derived}, issued by {cert.issuer.rfc4514_string()}",
+                          remedy="run agent-prepare on that node again; never edit a handoff by hand")
+
+
 class Registration(JournaledRun):
     """Make and break for one node, on the server host, from that node's handoff."""
 
@@ -323,24 +349,6 @@ class Registration(JournaledRun):
                  log=lambda s: None) -> None:
         super().__init__(target, journal, plan, log)
         self.handoff = handoff
-
-    def _check_new_agent(self) -> None:
-        """The new agent ID is the one the node's DevID certificate gives, under the server's DevID CA."""
-        h = self.handoff
-        if h.profile != "tpm_devid":
-            return
-        try:
-            cert = x509.load_pem_x509_certificate(h.devid_cert.encode())
-        except ValueError as exc:
-            raise ConfigError("the handoff's DevID certificate is not a PEM certificate", expected="PEM",
-                              found=str(exc)) from exc
-        derived = tpm.devid_agent_id_of(cert, self.t.trust_domain)
-        cas = x509.load_pem_x509_certificates(Path(self.t.attestor.devid_ca).read_bytes())
-        if derived != h.new_agent or not tpm.issued_by_any(cert, cas):
-            raise ConfigError(f"the handoff of {h.node} names an agent ID its DevID certificate does not give",
-                              expected=f"{h.new_agent} = the sha1 of a DevID certificate issued by {self.t.attestor.devid_ca}",
-                              found=f"{derived}, issued by {cert.issuer.rfc4514_string()}",
-                              remedy="run agent-prepare on that node again; never edit a handoff by hand")
 
     def old_agent(self) -> str | None:
         """The join_token agent the handoff names (by its redacted ID); None once evicted."""
@@ -364,7 +372,7 @@ class Registration(JournaledRun):
     def make(self) -> StepResult:
         """Step 8, make: every entry of the old agent (and every node alias selecting it) copied
         for the new agent ID, before the node's agent switches; nothing is deleted."""
-        self._check_new_agent()
+        check_new_agent(self.t, self.handoff)
         self._server_has_tpm_attestor()
         h, server = self.handoff, services.server_cli(self.t)
         old = self.old_agent()

@@ -134,25 +134,42 @@ def agent_key_file(t: Target) -> Path | None:
     return Path(directory) / "keys.json" if directory else None
 
 
-def _aside(keys: Path) -> Path:
-    return keys.with_name(keys.name + ASIDE)
+def _aside(keys: Path, suffix: str = ASIDE) -> Path:
+    return keys.with_name(keys.name + suffix)
 
 
-def back_up_agent_identity(t: Target, journal: Journal) -> list[str]:
-    """Keep the join_token agent's cached SVID (journal backup) and set its key aside
-    (renamed in its own folder) so Phase 3 can resume without a new token; without a
-    disk KeyManager it cannot (the key is in memory)."""
-    journal.backup_file(AGENT_DATA, services.agent_data_file(t))
+def back_up_agent_identity(t: Target, journal: Journal, name: str = AGENT_DATA, suffix: str = ASIDE,
+                           which: str = "join_token") -> list[str]:
+    """Keep the running identity's cached SVID (journal backup ``name``) and set its key aside
+    (renamed in its own folder, ``keys.json<suffix>``) so that agent can resume without
+    attesting again; without a disk KeyManager it cannot (the key is in memory)."""
+    journal.backup_file(name, services.agent_data_file(t))
     keys = agent_key_file(t)
     if keys is None or not keys.is_file() or keys.is_symlink():
         return ["the agent keeps no key file: a failed start is put back by `pytest -m rollback`"]
-    if not _aside(keys).exists():
-        os.rename(keys, _aside(keys))
-    return [f"set the join_token agent's key aside ({_aside(keys).name}) until TPM attestation is proven"]
+    if not _aside(keys, suffix).exists():
+        os.rename(keys, _aside(keys, suffix))
+    return [f"set the {which} agent's key aside ({_aside(keys, suffix).name}) until the new attestation is proven"]
 
 
-def drop_old_agent_key(t: Target) -> None:
-    """Once TPM attestation is proven, the old agent's key is not kept."""
+def put_agent_identity_back(t: Target, journal: Journal, name: str, suffix: str) -> list[str]:
+    """The cached SVID from the journal's backup ``name`` and the key set aside with ``suffix``,
+    back where the agent reads them (what :func:`back_up_agent_identity` kept)."""
+    done = []
+    keys = agent_key_file(t)
+    if keys is not None and _aside(keys, suffix).is_file() and not _aside(keys, suffix).is_symlink():
+        os.replace(_aside(keys, suffix), keys)
+        done.append(f"put the agent's key back in {keys}")
+    if journal.has_backup(name):
+        dest = services.agent_data_file(t)
+        refuse_link(dest)
+        write_file(dest, journal.verify_backup(name).read_bytes())
+        done.append(f"restored {dest} from the journal ({name})")
+    return done
+
+
+def drop_old_agent_key(t: Target, suffix: str = ASIDE) -> None:
+    """Once the new attestation is proven, the old agent's key is not kept."""
     keys = agent_key_file(t)
     if keys is not None:
-        _aside(keys).unlink(missing_ok=True)
+        _aside(keys, suffix).unlink(missing_ok=True)

@@ -67,6 +67,9 @@ class Rollback(JournaledRun):
     False
     """
 
+    #: the backups of one migration cycle (moved under backups/cycle-N/ by :meth:`retire_cycle`)
+    cycle_backups: tuple[str, ...] = CYCLE_BACKUPS
+
     # -- journal ----------------------------------------------------------------
     def step_done(self, n: int) -> bool:
         """Rollback step *n* is done for the current migration cycle.
@@ -334,7 +337,7 @@ class Rollback(JournaledRun):
         if self.plan:
             return []
         j = self.journal
-        present = [n for n in CYCLE_BACKUPS if n in j.data["backups"]]
+        present = [n for n in self.cycle_backups if n in j.data["backups"]]
         steps = [s for s in MIGRATION_STEPS if s in j.data["steps"]]
         if not present and not steps:
             return []

@@ -53,7 +53,7 @@ def write_summary(run: Run, path: Path, exitstatus: int) -> None:
 
 
 _PHASE_TAGS = ("migrate", "validate", "rollback", "diagnose", "audit", "lab", "slow", "strategy_gradual",
-               "after_migration", "fleet")
+               "after_migration", "fleet", "fleet_rollback")
 
 
 def guide_id(tags: list[str]) -> str:

@@ -30,12 +30,14 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 PARTS = ("server", "agent-prepare", "make", "agent-switch", "break", "agent-finish")
 
 
-def _run(lab, part: str, target: Path, handoff: Path | None = None) -> tuple[int, str, dict]:
+def _run(lab, part: str, target: Path, handoff: Path | None = None,
+         command: str = "migrate", *extra: str) -> tuple[int, str, dict]:
     summary = Path(tempfile.mkstemp(prefix="summary-", suffix=".json", dir=lab.root)[1])
-    cmd = [sys.executable, "-m", "spire_migration.cli", "migrate", "--part", part, "--target", str(target),
+    cmd = [sys.executable, "-m", "spire_migration.cli", command, "--part", part, "--target", str(target),
            "--summary", str(summary), "-q", "--progress", "off"]
     if handoff is not None:
         cmd += ["--handoff", str(handoff)]
+    cmd += list(extra)
     proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, timeout=600)
     text = summary.read_text() if summary.stat().st_size else "{}"
     summary.unlink()

@@ -96,13 +96,27 @@ def test_every_step_definition_is_used():
 
 def test_the_scenarios_keep_the_guide_order_in_each_feature():
     numbered = re.compile(r"(?:guide_step|rollback_step|pre_check|post_check|hardening|audit|issue)_(\d+)")
-    for feature in {f for f, _ in SCENARIOS} - {FLEET_AGENT}:
+    for feature in {f for f, _ in SCENARIOS} - {FLEET_AGENT, FLEET_ROLLBACK}:
         numbers = [int(m.group(1)) for f, s in SCENARIOS if f == feature
                    for m in map(numbered.fullmatch, sorted(s.tags)) if m]
         assert numbers == sorted(numbers), f"{feature}: scenarios out of the guide's order: {numbers}"
 
 
 FLEET_AGENT = "10_fleet_agent_part.feature"
+FLEET_ROLLBACK = "11_fleet_rollback.feature"
+
+
+def test_the_fleet_rollback_keeps_its_parts_order_and_the_guide_order_on_the_node():
+    """Its parts run token (server host), agent (node, rollback steps 1-4 in the guide's order),
+    reparent (server host): spire_migration/cli.py ROLLBACK_PARTS."""
+    from spire_migration.cli import ROLLBACK_PARTS
+
+    scenarios = [s for f, s in SCENARIOS if f == FLEET_ROLLBACK]
+    seen = [next(t.removeprefix("part_rollback_") for t in s.tags if t.startswith("part_rollback_")) for s in scenarios]
+    assert sorted(set(seen), key=seen.index) == list(ROLLBACK_PARTS), f"{FLEET_ROLLBACK}: parts in the order {seen}"
+    node = [int(t.removeprefix("rollback_step_")) for s in scenarios if "part_rollback_agent" in s.tags
+            for t in s.tags if t.startswith("rollback_step_")]
+    assert node == [1, 2, 3, 4]
 
 
 def test_the_fleet_agent_part_keeps_the_make_before_break_order():
