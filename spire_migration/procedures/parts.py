@@ -118,6 +118,20 @@ def handoff_path(t: Target) -> Path:
     return t.journal_root / HANDOFF
 
 
+def _write_planned(run: Migration, now, new, path: Path, backup: str, remedy: str) -> list[str]:
+    """Step 4 of one side: write ``new`` over ``path`` (never through a link, only once the
+    journal holds its ``backup``); the change with its diff, or nothing when already so."""
+    if now.text == new.text:
+        return []
+    refuse_link(path)
+    if not run.plan:
+        if not run.journal.has_backup(backup):
+            raise MigrationError(f"no backup of {path} in the journal", expected="step 3 done",
+                                 found="no backup", remedy=remedy)
+        write_file(path, new.text)
+    return [f"{'change' if run.plan else 'changed'} {path}:\n{now.diff(new, str(path))}"]
+
+
 # -- the server part --------------------------------------------------------------------
 class ServerPart(Migration):
     """On the server host, once per server; idempotent. The agents keep running."""
@@ -156,16 +170,7 @@ class ServerPart(Migration):
         """Step 4, the server's half: the TPM attestor next to join_token (none once finalized)."""
         notes = attestor.check_inputs(self.t, sides=("server",))
         srv, srv_new, _, _ = self.configs_planned(sides=("server",))
-        changes = []
-        if srv.text != srv_new.text:
-            refuse_link(self.t.server.config)
-            if not self.plan:
-                if not self.journal.has_backup("server.conf"):
-                    raise MigrationError(f"no backup of {self.t.server.config} in the journal",
-                                         expected="step 3 done", found="no backup", remedy="run the server part again")
-                write_file(self.t.server.config, srv_new.text)
-            changes.append(f"{'change' if self.plan else 'changed'} {self.t.server.config}:\n"
-                           f"{srv.diff(srv_new, str(self.t.server.config))}")
+        changes = _write_planned(self, srv, srv_new, self.t.server.config, "server.conf", "run the server part again")
         return self.finish("guide_step_4", changes, notes)
 
     @holds_server_lock
@@ -259,16 +264,7 @@ class AgentPart(Migration):
         """Step 4, the node's half: agent.conf to exactly one NodeAttestor, the TPM one; then
         the handoff for the server host."""
         _, _, agt, agt_new = self.configs_planned(sides=("agent",))
-        changes = []
-        if agt.text != agt_new.text:
-            refuse_link(self.t.agent.config)
-            if not self.plan:
-                if not self.journal.has_backup("agent.conf"):
-                    raise MigrationError(f"no backup of {self.t.agent.config} in the journal",
-                                         expected="step 3 done", found="no backup", remedy="run agent-prepare again")
-                write_file(self.t.agent.config, agt_new.text)
-            changes.append(f"{'change' if self.plan else 'changed'} {self.t.agent.config}:\n"
-                           f"{agt.diff(agt_new, str(self.t.agent.config))}")
+        changes = _write_planned(self, agt, agt_new, self.t.agent.config, "agent.conf", "run agent-prepare again")
         handoff = self.handoff()
         path = handoff_path(self.t)
         have = path.read_text() if path.is_file() else None
